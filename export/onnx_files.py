@@ -1,0 +1,79 @@
+"""Write the ONNX variants: the plain torch export, the BERT-fused fp32 graph, fp16 and dynamic int8."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+from embedrt.manifest import Variant
+
+INPUT_NAMES = ("input_ids", "attention_mask", "token_type_ids")
+OUTPUT_NAME = "last_hidden_state"
+OPSET = 17
+
+
+def export_plain(model_dir: Path, out_file: Path, allow_pickle: bool) -> None:
+    """Trace the BertModel (eager attention, which the fusion patterns expect) into ONNX."""
+    import torch
+    from transformers import BertModel
+
+    model = BertModel.from_pretrained(
+        str(model_dir), use_safetensors=not allow_pickle, attn_implementation="eager", add_pooling_layer=False
+    ).eval()
+
+    class LastHiddenState(torch.nn.Module):
+        def __init__(self, bert: torch.nn.Module) -> None:
+            super().__init__()
+            self.bert = bert
+
+        def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids: torch.Tensor) -> torch.Tensor:
+            return self.bert(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids).last_hidden_state
+
+    dummy = torch.ones((2, 8), dtype=torch.long)
+    axes = {name: {0: "batch", 1: "sequence"} for name in (*INPUT_NAMES, OUTPUT_NAME)}
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            LastHiddenState(model),
+            (dummy, dummy, torch.zeros_like(dummy)),
+            str(out_file),
+            input_names=list(INPUT_NAMES),
+            output_names=[OUTPUT_NAME],
+            dynamic_axes=axes,
+            opset_version=OPSET,
+            dynamo=False,
+        )
+
+
+def write_fp32(plain: Path, out_file: Path, num_heads: int, hidden_size: int) -> str:
+    """Fuse attention, LayerNorm and GELU with onnxruntime's transformer optimizer; return the recipe."""
+    from onnxruntime.transformers import optimizer
+
+    model = optimizer.optimize_model(
+        str(plain), model_type="bert", num_heads=num_heads, hidden_size=hidden_size, opt_level=1
+    )
+    model.save_model_to_file(str(out_file))
+    return "onnxruntime transformers optimizer (bert): " + _fusions(model.get_fused_operator_statistics())
+
+
+def write_fp16(fp32: Path, out_file: Path) -> str:
+    """Convert the fused fp32 graph to fp16, keeping float32 inputs and outputs."""
+    import onnx
+    from onnxruntime.transformers.onnx_model import OnnxModel
+
+    model = OnnxModel(onnx.load(str(fp32)))
+    model.convert_float_to_float16(keep_io_types=True)
+    model.save_model_to_file(str(out_file))
+    return "fused fp32 graph converted to fp16 (float32 inputs/outputs)"
+
+
+def write_int8(plain: Path, out_file: Path) -> str:
+    """Dynamic int8 of the MatMul weights. The plain graph is quantized: the fused one fails shape inference."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    quantize_dynamic(str(plain), str(out_file), weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul"])
+    return "onnxruntime quantize_dynamic: QInt8 per-tensor MatMul weights, plain graph, embeddings fp32"
+
+
+def _fusions(stats: dict[str, int]) -> str:
+    return ", ".join(f"{op} x{n}" for op, n in stats.items() if n)

@@ -1,0 +1,79 @@
+"""``embedrt verify``: every variant of an export against the PyTorch reference on the STS benchmark."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from embedrt.export.parity import ParityFigures, StsPairs, compare
+from embedrt.manifest import MANIFEST_NAME, Manifest
+
+# The STS benchmark as this repository's CI and sessions see it (../shared beside the checkout).
+DEFAULT_STS = Path(__file__).resolve().parents[2] / "shared" / "data" / "stsbenchmark" / "sts-test.csv"
+
+
+@dataclass(frozen=True)
+class VariantReport:
+    """Parity and quality of one variant."""
+
+    variant: str
+    figures: ParityFigures | None
+    spearman: float | None
+    error: str = ""
+
+
+@dataclass(frozen=True)
+class VerifyReport:
+    """The reference's STS Spearman and one row per variant."""
+
+    sts_file: Path
+    n_sentences: int
+    reference_spearman: float
+    rows: tuple[VariantReport, ...]
+
+    def to_text(self) -> str:
+        """A fixed-width table."""
+        lines = [
+            f"STS benchmark {self.sts_file} ({self.n_sentences} sentences); "
+            f"PyTorch reference Spearman {self.reference_spearman:.2f}",
+            f"{'variant':<8}{'min cos':>10}{'p1 cos':>10}{'mean cos':>10}{'max |diff|':>12}{'Spearman':>10}{'delta':>8}",
+        ]
+        for row in self.rows:
+            if row.figures is None or row.spearman is None:
+                lines.append(f"{row.variant:<8}  {row.error}")
+                continue
+            f = row.figures
+            lines.append(
+                f"{row.variant:<8}{f.min_cosine:>10.6f}{f.p1_cosine:>10.6f}{f.mean_cosine:>10.6f}"
+                f"{f.max_abs_diff:>12.2e}{row.spearman:>10.2f}{row.spearman - self.reference_spearman:>+8.2f}"
+            )
+        return "\n".join(lines)
+
+
+def verify(model_dir: str | Path, sts_file: str | Path | None = None, source: str | Path | None = None) -> VerifyReport:
+    """Embed the STS sentences with every exported variant and with sentence-transformers on the CPU."""
+    from sentence_transformers import SentenceTransformer
+
+    from embedrt import Encoder
+
+    root = Path(model_dir)
+    manifest = Manifest.from_file(root / MANIFEST_NAME)
+    pairs = StsPairs.from_file(Path(sts_file) if sts_file is not None else DEFAULT_STS)
+    sentences = pairs.sentences
+    reference_dir = Path(source) if source is not None else Path(manifest.source["path"])
+    if not reference_dir.is_dir():
+        raise FileNotFoundError(
+            f"the source model {reference_dir} recorded in {root / MANIFEST_NAME} is gone; pass --source DIR"
+        )
+    reference = np.asarray(SentenceTransformer(str(reference_dir), device="cpu").encode(sentences, batch_size=32))
+    rows = []
+    for variant in manifest.variants:
+        try:
+            embeddings = Encoder.load(root, variant=variant, device="cpu").encode(sentences, batch_size=32)
+        except ValueError as exc:
+            rows.append(VariantReport(variant.value, None, None, f"cannot run on the CPU: {exc}"))
+            continue
+        rows.append(VariantReport(variant.value, compare(reference, embeddings), pairs.spearman(embeddings)))
+    return VerifyReport(Path(sts_file or DEFAULT_STS), len(sentences), pairs.spearman(reference), tuple(rows))

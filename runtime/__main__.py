@@ -1,0 +1,7 @@
+"""``python -m embedrt``."""
+
+import sys
+
+from embedrt.cli import main
+
+sys.exit(main())

@@ -1,0 +1,252 @@
+"""The sentence-transformers configuration files of a model directory, one frozen dataclass per file.
+
+Two on-disk formats exist and both load: sentence-transformers <= 5.1 (module types
+``sentence_transformers.models.*``, ``max_seq_length`` in ``sentence_bert_config.json``, boolean
+``pooling_mode_*_tokens`` flags) and >= 5.2 (module types such as
+``sentence_transformers.sentence_transformer.modules.pooling.Pooling``, the length limit in
+``tokenizer_config.json``'s ``model_max_length``, a single ``pooling_mode`` key).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+# transformers' stand-in for "no limit" (tokenization_utils_base.VERY_LARGE_INTEGER).
+_NO_LIMIT = int(1e30)
+
+
+class PoolingMode(str, Enum):
+    """Pooling strategies of sentence-transformers' Pooling module, in its concatenation order."""
+
+    CLS = "cls"
+    MAX = "max"
+    MEAN = "mean"
+    MEAN_SQRT_LEN_TOKENS = "mean_sqrt_len_tokens"
+    WEIGHTEDMEAN = "weightedmean"
+    LASTTOKEN = "lasttoken"
+
+
+class ModuleKind(str, Enum):
+    """The sentence-transformers modules this runtime implements."""
+
+    TRANSFORMER = "Transformer"
+    POOLING = "Pooling"
+    NORMALIZE = "Normalize"
+
+
+class SimilarityFn(str, Enum):
+    """Similarity functions sentence-transformers can declare in config_sentence_transformers.json."""
+
+    COSINE = "cosine"
+    DOT = "dot"
+    EUCLIDEAN = "euclidean"
+    MANHATTAN = "manhattan"
+
+
+# Legacy boolean flags in the order sentence-transformers concatenates the pooled vectors.
+_LEGACY_POOLING_FLAGS = {
+    "pooling_mode_cls_token": PoolingMode.CLS,
+    "pooling_mode_max_tokens": PoolingMode.MAX,
+    "pooling_mode_mean_tokens": PoolingMode.MEAN,
+    "pooling_mode_mean_sqrt_len_tokens": PoolingMode.MEAN_SQRT_LEN_TOKENS,
+    "pooling_mode_weightedmean_tokens": PoolingMode.WEIGHTEDMEAN,
+    "pooling_mode_lasttoken": PoolingMode.LASTTOKEN,
+}
+
+
+def read_json(path: Path) -> dict[str, Any]:
+    """Read a JSON object from ``path`` with errors that name the file."""
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path} is not valid JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ValueError(f"{path} must hold a JSON object, found {type(data).__name__}")
+    return data
+
+
+def _enum_value(enum: type[Enum], value: object, what: str, path: Path) -> Any:
+    try:
+        return enum(value)
+    except ValueError:
+        options = ", ".join(repr(m.value) for m in enum)  # type: ignore[attr-defined]
+        raise ValueError(f"{path}: unsupported {what} {value!r}; expected one of {options}") from None
+
+
+@dataclass(frozen=True)
+class ModuleEntry:
+    """One entry of modules.json."""
+
+    kind: ModuleKind
+    path: str
+    type_name: str
+
+
+@dataclass(frozen=True)
+class ModulesConfig:
+    """modules.json: the module pipeline, restricted to Transformer -> Pooling [-> Normalize]."""
+
+    modules: tuple[ModuleEntry, ...]
+
+    @classmethod
+    def from_file(cls, path: Path) -> ModulesConfig:
+        """Read modules.json, accepting both the old and the new module type names."""
+        if not path.is_file():
+            raise FileNotFoundError(f"{path} not found: not a sentence-transformers model directory")
+        data = json.loads(path.read_text(encoding="utf-8"))
+        if not isinstance(data, list):
+            raise ValueError(f"{path} must hold a JSON list of modules")
+        entries = []
+        for item in data:
+            type_name = str(item.get("type", ""))
+            short = type_name.rsplit(".", 1)[-1]
+            kinds = [k.value for k in ModuleKind]
+            if short not in kinds:
+                raise ValueError(
+                    f"{path}: unsupported module type {type_name!r}; embedrt supports {', '.join(kinds)}"
+                )
+            entries.append(ModuleEntry(ModuleKind(short), str(item.get("path", "")), type_name))
+        kinds_seq = [e.kind for e in entries]
+        valid = ([ModuleKind.TRANSFORMER, ModuleKind.POOLING], [ModuleKind.TRANSFORMER, ModuleKind.POOLING, ModuleKind.NORMALIZE])
+        if kinds_seq not in valid:
+            found = " -> ".join(k.value for k in kinds_seq)
+            raise ValueError(f"{path}: expected Transformer -> Pooling [-> Normalize], found {found}")
+        return cls(tuple(entries))
+
+    @property
+    def normalize(self) -> bool:
+        """Whether the pipeline ends with a Normalize module."""
+        return self.modules[-1].kind is ModuleKind.NORMALIZE
+
+    def path_of(self, kind: ModuleKind) -> str:
+        """The sub-directory of the module of this kind ("" for the model root)."""
+        return next(e.path for e in self.modules if e.kind is kind)
+
+
+@dataclass(frozen=True)
+class TransformerConfig:
+    """sentence_bert_config.json, with the sequence limit resolved as sentence-transformers resolves it."""
+
+    max_seq_length: int
+    do_lower_case: bool
+
+    @classmethod
+    def from_dir(cls, model_dir: Path) -> TransformerConfig:
+        """Read sentence_bert_config.json, tokenizer_config.json and config.json of ``model_dir``."""
+        sbert_path = model_dir / "sentence_bert_config.json"
+        sbert = read_json(sbert_path) if sbert_path.is_file() else {}
+        return cls(max_seq_length=_resolve_max_seq_length(model_dir, sbert), do_lower_case=bool(sbert.get("do_lower_case", False)))
+
+
+def _resolve_max_seq_length(model_dir: Path, sbert: dict[str, Any]) -> int:
+    """sentence-transformers' rule: an explicit max_seq_length wins; otherwise the tokenizer's
+    model_max_length capped at the model's max_position_embeddings."""
+    explicit = None
+    # A model_max_length passed to the tokenizer overrides max_seq_length in sentence-transformers.
+    for kwargs_key in ("processor_kwargs", "tokenizer_args", "tokenizer_kwargs"):
+        explicit = explicit or (sbert.get(kwargs_key) or {}).get("model_max_length")
+    explicit = explicit or sbert.get("max_seq_length")
+    if explicit is not None:
+        return int(explicit)
+    tok_path = model_dir / "tokenizer_config.json"
+    limit = int(read_json(tok_path).get("model_max_length") or _NO_LIMIT) if tok_path.is_file() else _NO_LIMIT
+    positions = read_json(model_dir / "config.json").get("max_position_embeddings", -1)
+    if positions != -1:
+        limit = min(limit, int(positions))
+    if limit >= _NO_LIMIT:
+        raise ValueError(f"{model_dir}: no max_seq_length in sentence_bert_config.json and no limit elsewhere")
+    return limit
+
+
+@dataclass(frozen=True)
+class PoolingConfig:
+    """1_Pooling/config.json in either format."""
+
+    dimension: int
+    modes: tuple[PoolingMode, ...]
+    include_prompt: bool = True
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], path: Path) -> PoolingConfig:
+        """Build from the parsed JSON; ``path`` only names the file in errors."""
+        dimension = data.get("embedding_dimension", data.get("word_embedding_dimension"))
+        if not isinstance(dimension, int):
+            raise ValueError(f"{path}: missing integer 'embedding_dimension' / 'word_embedding_dimension'")
+        raw = data.get("pooling_mode")
+        if raw is None:
+            modes = tuple(mode for key, mode in _LEGACY_POOLING_FLAGS.items() if data.get(key, False))
+            modes = modes or (PoolingMode.MEAN,)
+        else:
+            names = [raw] if isinstance(raw, str) else list(raw)
+            modes = tuple(_enum_value(PoolingMode, name, "pooling_mode", path) for name in names)
+        return cls(dimension=dimension, modes=modes, include_prompt=bool(data.get("include_prompt", True)))
+
+    @classmethod
+    def from_file(cls, path: Path) -> PoolingConfig:
+        """Read a Pooling config.json."""
+        return cls.from_dict(read_json(path), path)
+
+    @property
+    def output_dimension(self) -> int:
+        """Width of the pooled vector (modes are concatenated)."""
+        return self.dimension * len(self.modes)
+
+
+@dataclass(frozen=True)
+class SentenceTransformerConfig:
+    """config_sentence_transformers.json: prompts and the similarity function."""
+
+    prompts: dict[str, str] = field(default_factory=dict)
+    default_prompt_name: str | None = None
+    similarity_fn: SimilarityFn = SimilarityFn.COSINE
+
+    @classmethod
+    def from_file(cls, path: Path) -> SentenceTransformerConfig:
+        """Read the file; a missing file means the defaults, as in sentence-transformers."""
+        if not path.is_file():
+            return cls()
+        data = read_json(path)
+        prompts = data.get("prompts") or {}
+        if not isinstance(prompts, dict) or not all(isinstance(v, str) for v in prompts.values()):
+            raise ValueError(f"{path}: 'prompts' must map names to strings")
+        default = data.get("default_prompt_name")
+        if default is not None and default not in prompts:
+            raise ValueError(f"{path}: default_prompt_name {default!r} is not one of the prompts {sorted(prompts)}")
+        fn = data.get("similarity_fn_name") or SimilarityFn.COSINE.value
+        return cls(dict(prompts), default, _enum_value(SimilarityFn, fn, "similarity_fn_name", path))
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Everything the runtime needs from a sentence-transformers model directory."""
+
+    modules: ModulesConfig
+    transformer: TransformerConfig
+    pooling: PoolingConfig
+    sentence_transformer: SentenceTransformerConfig
+
+    @classmethod
+    def from_dir(cls, model_dir: str | Path) -> ModelConfig:
+        """Read and validate all configuration files of ``model_dir``."""
+        root = Path(model_dir)
+        modules = ModulesConfig.from_file(root / "modules.json")
+        transformer = TransformerConfig.from_dir(root / modules.path_of(ModuleKind.TRANSFORMER))
+        pooling = PoolingConfig.from_file(root / modules.path_of(ModuleKind.POOLING) / "config.json")
+        st = SentenceTransformerConfig.from_file(root / "config_sentence_transformers.json")
+        return cls(modules, transformer, pooling, st)
+
+    @property
+    def normalize(self) -> bool:
+        """Whether the model L2-normalizes its output."""
+        return self.modules.normalize
+
+    @property
+    def max_seq_length(self) -> int:
+        """Token limit, including [CLS] and [SEP]."""
+        return self.transformer.max_seq_length

@@ -1,0 +1,212 @@
+"""The public entry point: text in, sentence embeddings out."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, overload
+
+import numpy as np
+
+from embedrt.config import ModelConfig
+from embedrt.manifest import MANIFEST_NAME, Manifest, Variant, read_verified
+from embedrt.pooling import exclude_prompt, normalize, pool
+from embedrt.precision import Precision, quantize
+from embedrt.progress import Progress
+from embedrt.session import Device, create_session, resolve_device
+from embedrt.similarity import SIMILARITY
+from embedrt.tokenizer import Tokenizer
+
+
+class Encoder:
+    """A sentence-transformers model exported by ``embedrt export``, run with onnxruntime.
+
+    One Encoder may be shared by many threads: onnxruntime sessions are thread-safe and the
+    tokenizer's cache only ever adds complete entries.
+    """
+
+    def __init__(
+        self,
+        model_dir: Path,
+        config: ModelConfig,
+        tokenizer: Tokenizer,
+        session: Any,
+        variant: Variant,
+        device: Device,
+    ) -> None:
+        self.model_dir = model_dir
+        self.config = config
+        self.tokenizer = tokenizer
+        self.variant = variant
+        self.device = device
+        self._session = session
+        self._input_names = {i.name for i in session.get_inputs()}
+        self._output_name = session.get_outputs()[0].name
+
+    @classmethod
+    def load(
+        cls,
+        model_dir: str | Path,
+        variant: str | Variant | None = None,
+        device: str | Device = "cpu",
+        threads: int | None = None,
+    ) -> Encoder:
+        """Load an export directory.
+
+        Args:
+            model_dir: a directory written by ``embedrt export`` (it holds manifest.json).
+            variant: ``fp32``, ``fp16`` or ``int8``; None picks fp16 on CUDA and fp32 on the CPU.
+            device: ``cpu``, ``cuda`` (an error when onnxruntime cannot use CUDA) or ``auto``.
+            threads: intra-op threads of the session; None lets onnxruntime use one per physical core.
+        """
+        root = Path(model_dir)
+        manifest_path = root / MANIFEST_NAME
+        if not manifest_path.is_file():
+            raise FileNotFoundError(
+                f"{manifest_path} not found: {root} is not an embedrt export; create one with `embedrt export`"
+            )
+        resolved = resolve_device(Device.parse(device))
+        chosen = Variant.parse(variant) if variant is not None else _default_variant(resolved)
+        manifest = Manifest.from_file(manifest_path)
+        info = manifest.info(chosen, root)
+        config = ModelConfig.from_dir(root)
+        tokenizer = Tokenizer.from_dir(root, do_lower_case=config.transformer.do_lower_case)
+        session = create_session(read_verified(root, info), resolved, threads, root / info.file)
+        return cls(root, config, tokenizer, session, chosen, resolved)
+
+    @property
+    def dimension(self) -> int:
+        """Width of the embeddings (before ``truncate_dim``)."""
+        return self.config.pooling.output_dimension
+
+    @property
+    def max_seq_length(self) -> int:
+        """Longest token sequence, [CLS] and [SEP] included; longer texts are truncated."""
+        return self.config.max_seq_length
+
+    @property
+    def providers(self) -> list[str]:
+        """The execution providers the onnxruntime session really got, in priority order."""
+        return list(self._session.get_providers())
+
+    def tokenize(self, texts: Sequence[str]) -> dict[str, np.ndarray]:
+        """Token ids and attention mask (int64), padded to the longest text, truncated to max_seq_length."""
+        input_ids, attention_mask = self.tokenizer(_check_batch(texts), self.max_seq_length)
+        return {"input_ids": input_ids, "attention_mask": attention_mask}
+
+    @overload
+    def encode(self, sentences: str, **kwargs: Any) -> np.ndarray: ...
+    @overload
+    def encode(self, sentences: Sequence[str], **kwargs: Any) -> np.ndarray: ...
+
+    def encode(
+        self,
+        sentences: str | Sequence[str],
+        batch_size: int = 32,
+        normalize_embeddings: bool | None = None,
+        show_progress_bar: bool = False,
+        precision: str | Precision = "float32",
+        truncate_dim: int | None = None,
+        prompt_name: str | None = None,
+        prompt: str | None = None,
+    ) -> np.ndarray:
+        """Embed one text (1-D result) or a sequence of texts ((n, dim) result, rows in input order).
+
+        Args:
+            sentences: a string or a list/tuple of strings.
+            batch_size: texts per onnxruntime call; texts are grouped by token length first.
+            normalize_embeddings: None follows the model (a Normalize module gives unit vectors);
+                True always L2-normalizes; False returns the pooled vectors unnormalized.
+            show_progress_bar: print progress on stderr.
+            precision: float32, int8, uint8, binary or ubinary (sentence-transformers' quantization).
+            truncate_dim: keep the first dimensions only (Matryoshka models); like sentence-transformers,
+                after the model's Normalize module and before ``normalize_embeddings=True``.
+            prompt_name: key of the model's ``prompts``; ignored when ``prompt`` is given.
+            prompt: text put before every sentence.
+        """
+        single = isinstance(sentences, str)
+        texts = _check_batch([sentences] if single else sentences)  # type: ignore[list-item]
+        if not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+        out_precision = Precision.parse(precision)
+        dim = self._check_truncate_dim(truncate_dim)
+        prompt_text = self._resolve_prompt(prompt_name, prompt)
+        embeddings = self._embed(texts, batch_size, prompt_text, show_progress_bar)
+        if normalize_embeddings is None and self.config.normalize:
+            embeddings = normalize(embeddings)  # the model's Normalize module, before truncation as in the reference
+        embeddings = embeddings[:, :dim]
+        if normalize_embeddings:
+            embeddings = normalize(embeddings)
+        embeddings = quantize(np.ascontiguousarray(embeddings, dtype=np.float32), out_precision)
+        return embeddings[0] if single else embeddings
+
+    def similarity(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        """Pairwise similarity with the model's similarity function (cosine unless the model says otherwise)."""
+        return SIMILARITY[self.config.sentence_transformer.similarity_fn](a, b)
+
+    def _embed(self, texts: list[str], batch_size: int, prompt: str, progress: bool) -> np.ndarray:
+        """Pooled (not normalized) float32 embeddings in input order."""
+        if prompt:
+            texts = [prompt + t for t in texts]
+        ids = self.tokenizer.encode_batch(texts, self.max_seq_length)
+        # Longest first, so padding inside each batch stays small; results go back by index.
+        order = np.argsort([-len(row) for row in ids], kind="stable")
+        out = np.empty((len(texts), self.dimension), dtype=np.float32)
+        prompt_length = self._prompt_length(prompt)
+        bar = Progress("encode", len(texts), enabled=progress)
+        for start in range(0, len(texts), batch_size):
+            index = order[start : start + batch_size]
+            out[index] = self._run_batch([ids[i] for i in index], prompt_length)
+            bar.update(len(index))
+        return out
+
+    def _run_batch(self, ids: list[list[int]], prompt_length: int) -> np.ndarray:
+        input_ids, attention_mask = self.tokenizer.pad(ids)
+        feeds = {"input_ids": input_ids, "attention_mask": attention_mask}
+        if "token_type_ids" in self._input_names:
+            feeds["token_type_ids"] = np.zeros_like(input_ids)
+        (hidden,) = self._session.run([self._output_name], feeds)
+        if prompt_length:
+            attention_mask = exclude_prompt(attention_mask, prompt_length)
+        return pool(hidden.astype(np.float32, copy=False), attention_mask, self.config.pooling.modes)
+
+    def _prompt_length(self, prompt: str) -> int:
+        """[CLS] + prompt tokens, the span include_prompt=False leaves out of pooling."""
+        if not prompt or self.config.pooling.include_prompt:
+            return 0
+        return len(self.tokenizer.encode_batch([prompt], self.max_seq_length)[0]) - 1
+
+    def _resolve_prompt(self, prompt_name: str | None, prompt: str | None) -> str:
+        if prompt is not None:
+            if not isinstance(prompt, str):
+                raise TypeError(f"prompt must be a str, got {type(prompt).__name__}")
+            return prompt
+        st = self.config.sentence_transformer
+        name = prompt_name if prompt_name is not None else st.default_prompt_name
+        if name is None:
+            return ""
+        if name not in st.prompts:
+            raise ValueError(f"prompt_name {name!r} is not one of this model's prompts {sorted(st.prompts)}")
+        return st.prompts[name]
+
+    def _check_truncate_dim(self, truncate_dim: int | None) -> int:
+        if truncate_dim is None:
+            return self.dimension
+        if not isinstance(truncate_dim, int) or not 1 <= truncate_dim <= self.dimension:
+            raise ValueError(f"truncate_dim must be an integer in [1, {self.dimension}], got {truncate_dim!r}")
+        return truncate_dim
+
+
+def _default_variant(device: Device) -> Variant:
+    return Variant.FP16 if device is Device.CUDA else Variant.FP32
+
+
+def _check_batch(texts: object) -> list[str]:
+    """A list of str, or a TypeError naming the first bad element and its index."""
+    if isinstance(texts, (str, bytes)) or not isinstance(texts, Sequence | np.ndarray):
+        raise TypeError(f"expected a str or a sequence of str, got {type(texts).__name__}")
+    out = list(texts)
+    for i, text in enumerate(out):
+        if not isinstance(text, str):
+            raise TypeError(f"texts[{i}] is {type(text).__name__}; expected str")
+    return out

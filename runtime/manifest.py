@@ -1,0 +1,140 @@
+"""manifest.json of an exported model directory: which ONNX files exist, their hashes and parity figures."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+from embedrt.config import read_json
+
+MANIFEST_NAME = "manifest.json"
+FORMAT_VERSION = 1
+
+
+class Variant(str, Enum):
+    """The ONNX files an export can write."""
+
+    FP32 = "fp32"
+    FP16 = "fp16"
+    INT8 = "int8"
+
+    @classmethod
+    def parse(cls, value: str | Variant) -> Variant:
+        """Parse a user-given variant name with an error listing the valid ones."""
+        try:
+            return cls(value)
+        except ValueError:
+            options = ", ".join(v.value for v in cls)
+            raise ValueError(f"unknown variant {value!r}; expected one of {options}") from None
+
+    @property
+    def file_name(self) -> str:
+        """File name of this variant inside an export directory."""
+        return f"model.{self.value}.onnx"
+
+
+@dataclass(frozen=True)
+class VariantInfo:
+    """One ONNX file of the export."""
+
+    file: str
+    sha256: str
+    size_bytes: int
+    opset: int
+    inputs: tuple[str, ...]
+    outputs: tuple[str, ...]
+    recipe: str = ""
+    parity: dict[str, float | int | str] = field(default_factory=dict)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> VariantInfo:
+        """Build from the manifest's JSON object."""
+        return cls(
+            file=str(data["file"]),
+            sha256=str(data["sha256"]),
+            size_bytes=int(data["size_bytes"]),
+            opset=int(data["opset"]),
+            inputs=tuple(data["inputs"]),
+            outputs=tuple(data["outputs"]),
+            recipe=str(data.get("recipe", "")),
+            parity=dict(data.get("parity", {})),
+        )
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """The whole manifest.json."""
+
+    format_version: int
+    source: dict[str, str]
+    variants: dict[Variant, VariantInfo]
+    embedrt_version: str = ""
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], path: Path) -> Manifest:
+        """Build from parsed JSON; ``path`` names the file in errors."""
+        version = data.get("format_version")
+        if version != FORMAT_VERSION:
+            raise ValueError(f"{path}: format_version {version!r} is not supported (expected {FORMAT_VERSION})")
+        try:
+            variants = {Variant.parse(k): VariantInfo.from_dict(v) for k, v in data["variants"].items()}
+        except (KeyError, TypeError) as exc:
+            raise ValueError(f"{path}: malformed variants entry ({exc})") from exc
+        return cls(version, dict(data.get("source", {})), variants, str(data.get("embedrt_version", "")))
+
+    @classmethod
+    def from_file(cls, path: Path) -> Manifest:
+        """Read manifest.json."""
+        return cls.from_dict(read_json(path), path)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return {
+            "format_version": self.format_version,
+            "embedrt_version": self.embedrt_version,
+            "source": self.source,
+            "variants": {k.value: asdict(v) for k, v in self.variants.items()},
+        }
+
+    def write(self, path: Path) -> None:
+        """Write as indented JSON."""
+        path.write_text(json.dumps(self.to_dict(), indent=2) + "\n", encoding="utf-8")
+
+    def info(self, variant: Variant, model_dir: Path) -> VariantInfo:
+        """The entry for ``variant`` or an error listing the variants this export has."""
+        if variant not in self.variants:
+            have = ", ".join(v.value for v in self.variants) or "none"
+            raise ValueError(
+                f"{model_dir} has no {variant.value} variant (exported: {have}); "
+                f"run `embedrt export --variants {variant.value}`"
+            )
+        return self.variants[variant]
+
+
+def sha256_bytes(data: bytes) -> str:
+    """Hex sha256 of ``data``."""
+    return hashlib.sha256(data).hexdigest()
+
+
+def read_verified(model_dir: Path, info: VariantInfo) -> bytes:
+    """Read a variant's file and refuse it unless its size and sha256 match the manifest."""
+    path = model_dir / info.file
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is listed in {MANIFEST_NAME} but missing")
+    data = path.read_bytes()
+    if len(data) != info.size_bytes:
+        raise ValueError(
+            f"{path} is {len(data)} bytes but {MANIFEST_NAME} says {info.size_bytes}: "
+            "the file is truncated or was replaced; re-run `embedrt export`"
+        )
+    digest = sha256_bytes(data)
+    if digest != info.sha256:
+        raise ValueError(
+            f"{path} has sha256 {digest} but {MANIFEST_NAME} says {info.sha256}: "
+            "the file is corrupted or was replaced; re-run `embedrt export`"
+        )
+    return data

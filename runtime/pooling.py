@@ -1,0 +1,77 @@
+"""Pooling and normalization in numpy, with sentence-transformers' numerics (clamps 1e-9 and 1e-12)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from embedrt.config import PoolingMode
+
+
+def exclude_prompt(attention_mask: np.ndarray, prompt_length: int) -> np.ndarray:
+    """Zero the mask over the first ``prompt_length`` tokens ([CLS] + prompt), as include_prompt=False does."""
+    mask = attention_mask.copy()
+    mask[:, :prompt_length] = 0
+    return mask
+
+
+def pool(
+    token_embeddings: np.ndarray, attention_mask: np.ndarray, modes: Sequence[PoolingMode]
+) -> np.ndarray:
+    """Pool (batch, seq, dim) token embeddings into (batch, dim * len(modes)) float32 vectors."""
+    mask = attention_mask.astype(token_embeddings.dtype, copy=False)
+    outputs = [_POOLERS[mode](token_embeddings, mask) for mode in modes]
+    return outputs[0] if len(outputs) == 1 else np.concatenate(outputs, axis=1)
+
+
+def normalize(embeddings: np.ndarray) -> np.ndarray:
+    """L2-normalize rows, dividing by max(norm, 1e-12) like torch.nn.functional.normalize."""
+    norms = np.linalg.norm(embeddings, axis=1, keepdims=True)
+    return embeddings / np.maximum(norms, 1e-12)
+
+
+def _masked_sum(emb: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    # One batched matrix product: (b, 1, s) @ (b, s, d) -> (b, d).
+    return np.matmul(weights[:, None, :], emb)[:, 0, :]
+
+
+def _mean(emb: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    return _masked_sum(emb, mask) / np.maximum(mask.sum(axis=1, keepdims=True), 1e-9)
+
+
+def _mean_sqrt_len(emb: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    return _masked_sum(emb, mask) / np.sqrt(np.maximum(mask.sum(axis=1, keepdims=True), 1e-9))
+
+
+def _weighted_mean(emb: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    weights = mask * np.arange(1, mask.shape[1] + 1, dtype=mask.dtype)
+    return _masked_sum(emb, weights) / np.maximum(weights.sum(axis=1, keepdims=True), 1e-9)
+
+
+def _cls(emb: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    # The first unmasked position, which is not [CLS] when the prompt is excluded.
+    first = mask.argmax(axis=1)
+    return emb[np.arange(emb.shape[0]), first]
+
+
+def _max(emb: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    return np.where(mask[:, :, None] > 0, emb, -np.inf).max(axis=1).astype(emb.dtype)
+
+
+def _last_token(emb: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    seq_len = mask.shape[1]
+    from_end = mask[:, ::-1].argmax(axis=1)
+    last = np.where(mask.max(axis=1) == 0, 0, seq_len - 1 - from_end)
+    rows = np.arange(emb.shape[0])
+    return emb[rows, last] * mask[rows, last][:, None]
+
+
+_POOLERS = {
+    PoolingMode.MEAN: _mean,
+    PoolingMode.MEAN_SQRT_LEN_TOKENS: _mean_sqrt_len,
+    PoolingMode.WEIGHTEDMEAN: _weighted_mean,
+    PoolingMode.CLS: _cls,
+    PoolingMode.MAX: _max,
+    PoolingMode.LASTTOKEN: _last_token,
+}

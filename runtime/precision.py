@@ -1,0 +1,41 @@
+"""Embedding quantization for storage (``encode(precision=...)``), as sentence-transformers does it."""
+
+from __future__ import annotations
+
+from enum import Enum
+
+import numpy as np
+
+
+class Precision(str, Enum):
+    """Output precisions of ``Encoder.encode``."""
+
+    FLOAT32 = "float32"
+    INT8 = "int8"
+    UINT8 = "uint8"
+    BINARY = "binary"
+    UBINARY = "ubinary"
+
+    @classmethod
+    def parse(cls, value: str | Precision) -> Precision:
+        """Parse a user-given precision with an error listing the valid ones."""
+        try:
+            return cls(value)
+        except ValueError:
+            options = ", ".join(p.value for p in cls)
+            raise ValueError(f"unknown precision {value!r}; expected one of {options}") from None
+
+
+def quantize(embeddings: np.ndarray, precision: Precision) -> np.ndarray:
+    """Quantize float32 rows. int8/uint8 buckets come from the batch's own per-dimension min/max,
+    as in sentence_transformers.quantize_embeddings without calibration data."""
+    if precision is Precision.FLOAT32:
+        return embeddings
+    if precision in (Precision.INT8, Precision.UINT8):
+        starts = embeddings.min(axis=0)
+        steps = (embeddings.max(axis=0) - starts) / 255
+        steps = np.where(steps == 0, 1, steps)
+        buckets = np.clip(np.floor((embeddings - starts) / steps), 0, 255)
+        return buckets.astype(np.uint8) if precision is Precision.UINT8 else (buckets - 128).astype(np.int8)
+    packed = np.packbits(embeddings > 0, axis=-1).reshape(embeddings.shape[0], -1)
+    return packed if precision is Precision.UBINARY else (packed.astype(np.int16) - 128).astype(np.int8)

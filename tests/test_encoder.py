@@ -1,0 +1,244 @@
+"""Encoder behaviour against sentence-transformers, on the tiny random model (fast)."""
+
+from __future__ import annotations
+
+import json
+import threading
+
+import numpy as np
+import pytest
+from conftest import MODEL_CARD_SENTENCES, clone_dir, drop_normalize, edit_json, reference_encode
+
+from embedrt import Encoder
+
+TEXTS = [
+    *MODEL_CARD_SENTENCES,
+    "",
+    "a",
+    "A much longer sentence that goes on and on to make this batch carry some padding for the others. " * 3,
+    "Ünïcödé, CJK 東京, emoji 🚀 and [SEP] inside.",
+    "short one",
+]
+
+
+@pytest.fixture(scope="module")
+def tiny(tiny_export):
+    return Encoder.load(tiny_export)
+
+
+def _pair(tmp_path, tiny_model_dir, tiny_export, edit):
+    """A source model and its export, both changed by ``edit`` (config-only changes keep the ONNX file)."""
+    source = clone_dir(tiny_model_dir, tmp_path / "source")
+    export = clone_dir(tiny_export, tmp_path / "export")
+    edit(source)
+    edit(export)
+    return source, export
+
+
+def test_matches_reference(tiny, tiny_model_dir):
+    expected = reference_encode(tiny_model_dir, TEXTS)
+    got = tiny.encode(TEXTS)
+    assert got.dtype == np.float32 and got.shape == (len(TEXTS), 32)
+    np.testing.assert_allclose(got, expected, atol=1e-5)
+
+
+def test_long_text_is_truncated_like_the_reference(tiny, tiny_model_dir):
+    text = "word " * 500
+    assert tiny.tokenize([text])["input_ids"].shape == (1, tiny.max_seq_length)
+    np.testing.assert_allclose(tiny.encode(text), reference_encode(tiny_model_dir, [text])[0], atol=1e-5)
+
+
+def test_single_string_empty_list_and_order(tiny):
+    batch = tiny.encode(TEXTS, batch_size=2)
+    assert tiny.encode(TEXTS[1]).shape == (32,)
+    np.testing.assert_allclose(tiny.encode(TEXTS[1]), batch[1], atol=1e-6)
+    assert tiny.encode([]).shape == (0, 32)
+    reversed_batch = tiny.encode(TEXTS[::-1], batch_size=3)
+    np.testing.assert_allclose(reversed_batch[::-1], batch, atol=1e-6)
+    assert tiny.encode(tuple(TEXTS)).shape == batch.shape
+
+
+def test_properties(tiny, tiny_model_dir):
+    from sentence_transformers import SentenceTransformer
+
+    reference = SentenceTransformer(str(tiny_model_dir), device="cpu")
+    assert tiny.dimension == reference.get_sentence_embedding_dimension() == 32
+    assert tiny.max_seq_length == reference.max_seq_length == 64
+    assert tiny.providers == ["CPUExecutionProvider"]
+
+
+def test_tokenize_matches_reference(tiny, tiny_model_dir):
+    from sentence_transformers import SentenceTransformer
+
+    expected = SentenceTransformer(str(tiny_model_dir), device="cpu").tokenize(TEXTS)
+    got = tiny.tokenize(TEXTS)
+    for key in ("input_ids", "attention_mask"):
+        assert got[key].dtype == np.int64
+        np.testing.assert_array_equal(got[key], expected[key].numpy())
+
+
+def test_model_without_normalize(tmp_path, tiny_model_dir, tiny_export):
+    source, export = _pair(tmp_path, tiny_model_dir, tiny_export, drop_normalize)
+    encoder = Encoder.load(export)
+    got = encoder.encode(TEXTS)
+    np.testing.assert_allclose(got, reference_encode(source, TEXTS), atol=1e-5)
+    assert not np.allclose(np.linalg.norm(got, axis=1), 1.0)
+    np.testing.assert_allclose(
+        encoder.encode(TEXTS, normalize_embeddings=True),
+        reference_encode(source, TEXTS, normalize_embeddings=True),
+        atol=1e-5,
+    )
+
+
+@pytest.mark.parametrize(
+    "pooling",
+    [
+        {"pooling_mode": "cls"},
+        {"pooling_mode": "max"},
+        {"pooling_mode": "mean_sqrt_len_tokens"},
+        {"pooling_mode": "weightedmean"},
+        {"pooling_mode": "lasttoken"},
+        {"pooling_mode": ["cls", "mean", "max"]},
+    ],
+)
+def test_pooling_modes(tmp_path, tiny_model_dir, tiny_export, pooling):
+    def edit(model_dir):
+        drop_normalize(model_dir)
+        edit_json(model_dir / "1_Pooling" / "config.json", **pooling)
+
+    source, export = _pair(tmp_path, tiny_model_dir, tiny_export, edit)
+    np.testing.assert_allclose(Encoder.load(export).encode(TEXTS), reference_encode(source, TEXTS), atol=1e-5)
+
+
+@pytest.mark.parametrize("max_seq_length", [8, 16, 128])
+def test_max_seq_length(tmp_path, tiny_model_dir, tiny_export, max_seq_length):
+    def edit(model_dir):
+        edit_json(model_dir / "tokenizer_config.json", model_max_length=max_seq_length)
+
+    source, export = _pair(tmp_path, tiny_model_dir, tiny_export, edit)
+    encoder = Encoder.load(export)
+    assert encoder.max_seq_length == max_seq_length
+    np.testing.assert_allclose(encoder.encode(TEXTS), reference_encode(source, TEXTS), atol=1e-5)
+
+
+def test_prompts_and_include_prompt(tmp_path, tiny_model_dir, tiny_export):
+    def edit(model_dir):
+        edit_json(model_dir / "config_sentence_transformers.json", prompts={"query": "query: ", "doc": "passage: "})
+        edit_json(model_dir / "1_Pooling" / "config.json", include_prompt=False)
+
+    source, export = _pair(tmp_path, tiny_model_dir, tiny_export, edit)
+    encoder = Encoder.load(export)
+    for kwargs in ({"prompt_name": "query"}, {"prompt": "Represent this: "}, {}):
+        np.testing.assert_allclose(
+            encoder.encode(TEXTS, **kwargs), reference_encode(source, TEXTS, **kwargs), atol=1e-5, err_msg=str(kwargs)
+        )
+    with pytest.raises(ValueError, match=r"'nope'.*\['doc', 'query'\]"):
+        encoder.encode(TEXTS, prompt_name="nope")
+
+
+def test_truncate_dim_and_precision(tiny, tiny_model_dir):
+    np.testing.assert_allclose(
+        tiny.encode(TEXTS, truncate_dim=8), reference_encode(tiny_model_dir, TEXTS, truncate_dim=8), atol=1e-5
+    )
+    for precision in ("int8", "uint8", "binary", "ubinary"):
+        expected = reference_encode(tiny_model_dir, TEXTS, precision=precision)
+        got = tiny.encode(TEXTS, precision=precision)
+        assert got.dtype == expected.dtype and got.shape == expected.shape
+        if precision.endswith("int8"):
+            # A value on a bucket edge may land one bucket over (the model's float rounding differs).
+            assert np.abs(got.astype(int) - expected.astype(int)).max() <= 1
+        else:
+            np.testing.assert_array_equal(got, expected)
+    with pytest.raises(ValueError, match="truncate_dim"):
+        tiny.encode(TEXTS, truncate_dim=33)
+
+
+def test_similarity_uses_model_function(tiny, tmp_path, tiny_model_dir, tiny_export):
+    emb = tiny.encode(MODEL_CARD_SENTENCES)
+    np.testing.assert_allclose(np.diag(tiny.similarity(emb, emb)), 1.0, atol=1e-6)
+
+    def edit(model_dir):
+        edit_json(model_dir / "config_sentence_transformers.json", similarity_fn_name="euclidean")
+
+    _, export = _pair(tmp_path, tiny_model_dir, tiny_export, edit)
+    assert np.allclose(np.diag(Encoder.load(export).similarity(emb, emb)), 0.0, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("bad", "message"),
+    [
+        (["ok", None], r"texts\[1\] is NoneType; expected str"),
+        (["ok", "fine", b"bytes"], r"texts\[2\] is bytes; expected str"),
+        ([3.5], r"texts\[0\] is float; expected str"),
+        (["a", ["nested"]], r"texts\[1\] is list; expected str"),
+        (None, r"expected a str or a sequence of str, got NoneType"),
+        (b"raw", r"got bytes"),
+    ],
+)
+def test_bad_input_names_the_index(tiny, bad, message):
+    with pytest.raises(TypeError, match=message):
+        tiny.encode(bad)
+    with pytest.raises(TypeError, match=message):
+        tiny.tokenize(bad)
+
+
+def test_bad_arguments(tiny):
+    with pytest.raises(ValueError, match="batch_size"):
+        tiny.encode(TEXTS, batch_size=0)
+    with pytest.raises(ValueError, match=r"unknown variant 'fp8'; expected one of fp32, fp16, int8"):
+        Encoder.load(tiny.model_dir, variant="fp8")
+    with pytest.raises(ValueError, match="unknown device 'tpu'"):
+        Encoder.load(tiny.model_dir, device="tpu")
+
+
+def test_cuda_without_cuda_is_a_clear_error(tiny):
+    import onnxruntime
+
+    if "CUDAExecutionProvider" in onnxruntime.get_available_providers():
+        pytest.skip("this onnxruntime has CUDA")
+    with pytest.raises(RuntimeError, match="device='cuda' but onnxruntime offers only"):
+        Encoder.load(tiny.model_dir, device="cuda")
+    assert Encoder.load(tiny.model_dir, device="auto").providers == ["CPUExecutionProvider"]
+
+
+@pytest.mark.gpu
+def test_cuda_runs_fp16(tiny_model_dir, tmp_path):
+    import onnxruntime
+
+    if "CUDAExecutionProvider" not in onnxruntime.get_available_providers():
+        pytest.skip("no CUDA in this onnxruntime")
+    from embedrt.export import export
+
+    out = export(tiny_model_dir, tmp_path / "gpu", variants=("fp16",))
+    encoder = Encoder.load(out, device="cuda")
+    assert encoder.providers[0] == "CUDAExecutionProvider"
+    np.testing.assert_allclose(encoder.encode(TEXTS), reference_encode(tiny_model_dir, TEXTS), atol=5e-3)
+
+
+def test_eight_threads_share_one_encoder(tiny):
+    texts = [f"{t} number {i}" for i in range(40) for t in TEXTS[:4]]
+    serial = tiny.encode(texts, batch_size=7)
+    results: dict[int, np.ndarray] = {}
+    errors: list[BaseException] = []
+
+    def work(k: int) -> None:
+        try:
+            for _ in range(3):
+                results[k] = tiny.encode(texts[k:] + texts[:k], batch_size=5 + k)
+        except BaseException as exc:  # collected and re-raised in the main thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    for k, got in results.items():
+        np.testing.assert_allclose(got, np.concatenate([serial[k:], serial[:k]]), atol=1e-5)
+
+
+def test_manifest_records_export_parity(tiny_export):
+    manifest = json.loads((tiny_export / "manifest.json").read_text())
+    fp32 = manifest["variants"]["fp32"]["parity"]
+    assert fp32["min_cosine"] >= 0.99999 and fp32["max_abs_diff"] <= 1e-4

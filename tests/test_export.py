@@ -1,0 +1,103 @@
+"""The export step on the tiny random model: files, manifest, checks and refusals."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import onnx
+import pytest
+from conftest import clone_dir, drop_normalize, edit_json
+
+from embedrt.export import ParityError, export
+from embedrt.export import exporter as exporter_module
+
+
+def test_export_directory_is_self_contained(tiny_export):
+    names = {p.relative_to(tiny_export).as_posix() for p in tiny_export.rglob("*") if p.is_file()}
+    assert {"model.fp32.onnx", "model.int8.onnx", "manifest.json", "modules.json", "tokenizer.json",
+            "vocab.txt", "tokenizer_config.json", "1_Pooling/config.json", "config.json"} <= names
+    assert not any(n.endswith((".safetensors", ".bin")) for n in names)
+
+
+def test_manifest_contents(tiny_export, tiny_model_dir):
+    manifest = json.loads((tiny_export / "manifest.json").read_text())
+    assert manifest["format_version"] == 1
+    assert manifest["source"]["path"] == str(tiny_model_dir)
+    assert len(manifest["source"]["config_sha256"]) == 64
+    for name, entry in manifest["variants"].items():
+        model = onnx.load(str(tiny_export / entry["file"]))
+        assert entry["opset"] == next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
+        assert entry["inputs"] == [i.name for i in model.graph.input]
+        assert entry["outputs"] == [o.name for o in model.graph.output]
+        assert entry["recipe"] and entry["parity"]["n"] > 10, name
+
+
+def test_fp32_graph_is_fused(tiny_export):
+    ops = {node.op_type for node in onnx.load(str(tiny_export / "model.fp32.onnx")).graph.node}
+    assert {"Attention", "SkipLayerNormalization"} <= ops
+    int8_ops = {node.op_type for node in onnx.load(str(tiny_export / "model.int8.onnx")).graph.node}
+    assert "MatMulInteger" in int8_ops
+
+
+def test_export_without_normalize_and_fp16(tiny_model_dir, tmp_path):
+    source = clone_dir(tiny_model_dir, tmp_path / "source")
+    drop_normalize(source)
+    out = export(source, tmp_path / "out", variants="fp16,fp32", progress=False)
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert list(manifest["variants"]) == ["fp32", "fp16"]
+    assert manifest["variants"]["fp16"]["parity"].get("min_cosine", 1.0) >= 0.999
+
+
+def test_old_format_tiny_model_exports(tiny_model_dir, tmp_path):
+    """The pre-5.2 on-disk format: old module type names, max_seq_length and legacy pooling flags."""
+    source = clone_dir(tiny_model_dir, tmp_path / "source")
+    modules = json.loads((source / "modules.json").read_text())
+    for module, name in zip(modules, ("Transformer", "Pooling", "Normalize"), strict=True):
+        module["type"] = f"sentence_transformers.models.{name}"
+    (source / "modules.json").write_text(json.dumps(modules))
+    (source / "sentence_bert_config.json").write_text(json.dumps({"max_seq_length": 40, "do_lower_case": False}))
+    (source / "1_Pooling" / "config.json").write_text(
+        json.dumps({"word_embedding_dimension": 32, "pooling_mode_mean_tokens": True, "pooling_mode_cls_token": False})
+    )
+    out = export(source, tmp_path / "out", variants=["fp32"], progress=False)
+    from embedrt import Encoder
+
+    assert Encoder.load(out).max_seq_length == 40
+
+
+def test_pickle_weights_need_the_flag(tiny_model_dir, tmp_path):
+    import torch
+    from safetensors.torch import load_file
+
+    source = tmp_path / "source"
+    shutil.copytree(tiny_model_dir, source)
+    state = load_file(str(source / "model.safetensors"))
+    (source / "model.safetensors").unlink()
+    torch.save(state, source / "pytorch_model.bin")
+    with pytest.raises(ValueError, match=r"only pickle weights \(pytorch_model\.bin\).*allow_pickle=True"):
+        export(source, tmp_path / "out", variants=["fp32"], progress=False)
+    out = export(source, tmp_path / "out", variants=["fp32"], progress=False, allow_pickle=True)
+    assert (out / "model.fp32.onnx").is_file()
+
+
+def test_non_bert_model_is_refused(tiny_model_dir, tmp_path):
+    source = clone_dir(tiny_model_dir, tmp_path / "source")
+    edit_json(source / "config.json", model_type="roberta")
+    with pytest.raises(ValueError, match=r"config\.json: model_type 'roberta' is not supported"):
+        export(source, tmp_path / "out", progress=False)
+
+
+def test_bad_variants_and_source(tmp_path, tiny_model_dir):
+    with pytest.raises(ValueError, match=r"unknown variant 'int4'"):
+        export(tiny_model_dir, tmp_path / "out", variants="fp32,int4", progress=False)
+    with pytest.raises(FileNotFoundError, match="not a sentence-transformers model directory"):
+        export(tmp_path / "missing", tmp_path / "out", progress=False)
+
+
+def test_out_of_tolerance_variant_fails_the_export(tiny_model_dir, tmp_path, monkeypatch):
+    strict = dict(exporter_module.TOLERANCE)
+    strict[exporter_module.Variant.INT8] = (0.9999999, 1e-9)
+    monkeypatch.setattr(exporter_module, "TOLERANCE", strict)
+    with pytest.raises(ParityError, match=r"model\.int8\.onnx disagrees with the PyTorch reference: min cosine"):
+        export(tiny_model_dir, tmp_path / "out", variants=["int8"], progress=False)

@@ -1,0 +1,96 @@
+"""Parity of the exported all-MiniLM-L6-v2 with sentence-transformers on the STS benchmark (slow)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from conftest import MODEL_CARD_SENTENCES, clone_dir, drop_normalize, reference_encode
+
+from embedrt import Encoder
+from embedrt.export.parity import compare
+
+pytestmark = pytest.mark.slow
+
+# The reference's Spearman on sts-test.csv is measured in the test; the issue quotes 82.03.
+INT8_SPEARMAN_BUDGET = 0.5
+
+
+@pytest.fixture(scope="module")
+def reference(minilm_dir, sts_pairs):
+    return reference_encode(minilm_dir, sts_pairs.sentences, batch_size=32)
+
+
+@pytest.fixture(scope="module")
+def figures(minilm_export, sts_pairs, reference):
+    """Per variant: (parity figures, Spearman), printed for the record."""
+    out = {}
+    for variant in ("fp32", "int8"):
+        emb = Encoder.load(minilm_export, variant=variant).encode(sts_pairs.sentences)
+        out[variant] = (compare(reference, emb), sts_pairs.spearman(emb))
+        print(variant, out[variant])
+    return out
+
+
+def test_fp32_matches_reference_on_sts(figures):
+    parity, _ = figures["fp32"]
+    assert parity.n == 2 * 1379
+    assert parity.min_cosine >= 0.99999
+    assert parity.max_abs_diff <= 1e-4
+
+
+def test_reference_spearman(sts_pairs, reference):
+    from scipy.stats import spearmanr
+
+    n = len(sts_pairs.first)
+    a, b = reference[:n], reference[n:]
+    cos = (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
+    expected = 100 * spearmanr(cos, sts_pairs.scores).statistic
+    assert sts_pairs.spearman(reference) == pytest.approx(expected, abs=1e-9)
+    assert expected == pytest.approx(82.03, abs=0.01)
+
+
+def test_int8_spearman_within_budget(figures, sts_pairs, reference):
+    _, spearman = figures["int8"]
+    assert spearman >= sts_pairs.spearman(reference) - INT8_SPEARMAN_BUDGET
+
+
+def test_model_card_similarity_table(minilm_export):
+    encoder = Encoder.load(minilm_export)
+    emb = encoder.encode(MODEL_CARD_SENTENCES)
+    expected = np.array([[1.0000, 0.6660, 0.1046], [0.6660, 1.0000, 0.1411], [0.1046, 0.1411, 1.0000]])
+    np.testing.assert_array_equal(np.round(encoder.similarity(emb, emb), 4), expected)
+
+
+def test_without_normalize_on_sts(minilm_dir, minilm_export, sts_pairs, tmp_path):
+    source = clone_dir(minilm_dir, tmp_path / "source")
+    export = clone_dir(minilm_export, tmp_path / "export")
+    drop_normalize(source)
+    drop_normalize(export)
+    reference = reference_encode(source, sts_pairs.sentences, batch_size=32)
+    got = Encoder.load(export).encode(sts_pairs.sentences)
+    assert not np.allclose(np.linalg.norm(reference, axis=1), 1.0, atol=1e-3)
+    parity = compare(reference, got)
+    assert parity.min_cosine >= 0.99999
+    assert parity.max_abs_diff <= 1e-4
+
+
+def test_new_format_save_has_the_same_parity(minilm_dir, minilm_export, sts_pairs, reference, tmp_path):
+    """The packaged model re-saved by the installed sentence-transformers (new format) exports the same."""
+    from sentence_transformers import SentenceTransformer
+
+    from embedrt.export import export
+
+    saved = tmp_path / "saved"
+    SentenceTransformer(str(minilm_dir), device="cpu").save(str(saved))
+    out = export(saved, tmp_path / "out", variants=["fp32"], progress=False)
+    got = Encoder.load(out).encode(sts_pairs.sentences)
+    parity = compare(reference_encode(saved, sts_pairs.sentences, batch_size=32), got)
+    assert parity.min_cosine >= 0.99999
+    assert parity.max_abs_diff <= 1e-4
+
+
+def test_fp16_export_check(minilm_export):
+    import json
+
+    fp16 = json.loads((minilm_export / "manifest.json").read_text())["variants"]["fp16"]["parity"]
+    assert "skipped" in fp16 or fp16["min_cosine"] >= 0.999

@@ -16,7 +16,9 @@ def export_plain(model_dir: Path, out_file: Path, allow_pickle: bool) -> None:
     """Trace the BertModel (eager attention, which the fusion patterns expect) into ONNX."""
     import torch
     from transformers import BertModel
+    from transformers.utils import logging as hf_logging
 
+    hf_logging.set_verbosity_error()  # the unused pooler weights are expected: sentence-transformers skips them
     model = BertModel.from_pretrained(
         str(model_dir), use_safetensors=not allow_pickle, attn_implementation="eager", add_pooling_layer=False
     ).eval()
@@ -71,8 +73,17 @@ def write_int8(plain: Path, out_file: Path) -> str:
     """Dynamic int8 of the MatMul weights. The plain graph is quantized: the fused one fails shape inference."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    quantize_dynamic(str(plain), str(out_file), weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul"])
-    return "onnxruntime quantize_dynamic: QInt8 per-tensor MatMul weights, plain graph, embeddings fp32"
+    # Measured on sts-test vs PyTorch: per-tensor weights give mean cosine 0.958 (min 0.81); per-channel
+    # with reduce_range gives 0.991 (min 0.96) and Spearman 81.92 vs the reference's 82.03.
+    quantize_dynamic(
+        str(plain),
+        str(out_file),
+        weight_type=QuantType.QInt8,
+        op_types_to_quantize=["MatMul"],
+        per_channel=True,
+        reduce_range=True,
+    )
+    return "onnxruntime quantize_dynamic: QInt8 per-channel 7-bit (reduce_range) MatMul weights, embeddings fp32"
 
 
 def _fusions(stats: dict[str, int]) -> str:

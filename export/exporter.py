@@ -11,10 +11,17 @@ from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
-
 from embedrt.config import ModelConfig
-from embedrt.export.onnx_files import INPUT_NAMES, OPSET, OUTPUT_NAME, export_plain, write_fp16, write_fp32, write_int8
-from embedrt.export.parity import CHECK_SENTENCES, ParityFigures, compare
+from embedrt.export.onnx_files import (
+    INPUT_NAMES,
+    OPSET,
+    OUTPUT_NAME,
+    export_plain,
+    write_fp16,
+    write_fp32,
+    write_int8,
+)
+from embedrt.export.parity import CHECK_SENTENCES, compare
 from embedrt.export.source import DEFAULT_NAME, check_bert, resolve_source
 from embedrt.manifest import FORMAT_VERSION, MANIFEST_NAME, Manifest, Variant, VariantInfo, sha256_bytes
 
@@ -61,6 +68,7 @@ def export(
 
     Raises:
         ParityError: a variant is outside its tolerance against the PyTorch reference.
+
     """
     chosen = _parse_variants(variants)
     source = resolve_source(src)
@@ -121,7 +129,12 @@ def _record(
         recipe=recipe,
         parity=parity,
     )
-    updated = Manifest(manifest.format_version, manifest.source, {**manifest.variants, variant: info}, manifest.embedrt_version)
+    updated = Manifest(
+        manifest.format_version,
+        manifest.source,
+        {**manifest.variants, variant: info},
+        manifest.embedrt_version,
+    )
     updated.write(out_dir / MANIFEST_NAME)
     return updated
 

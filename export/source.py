@@ -60,4 +60,3 @@ def check_bert(model_dir: Path, config: ModelConfig, allow_pickle: bool) -> dict
                 "convert them to safetensors or pass allow_pickle=True (--allow-pickle) if you trust the source"
             )
     return {"num_heads": int(hf_config["num_attention_heads"]), "hidden_size": int(hf_config["hidden_size"])}
-

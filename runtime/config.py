@@ -108,12 +108,13 @@ class ModulesConfig:
             short = type_name.rsplit(".", 1)[-1]
             kinds = [k.value for k in ModuleKind]
             if short not in kinds:
-                raise ValueError(
-                    f"{path}: unsupported module type {type_name!r}; embedrt supports {', '.join(kinds)}"
-                )
+                raise ValueError(f"{path}: unsupported module type {type_name!r}; embedrt supports {', '.join(kinds)}")
             entries.append(ModuleEntry(ModuleKind(short), str(item.get("path", "")), type_name))
         kinds_seq = [e.kind for e in entries]
-        valid = ([ModuleKind.TRANSFORMER, ModuleKind.POOLING], [ModuleKind.TRANSFORMER, ModuleKind.POOLING, ModuleKind.NORMALIZE])
+        valid = (
+            [ModuleKind.TRANSFORMER, ModuleKind.POOLING],
+            [ModuleKind.TRANSFORMER, ModuleKind.POOLING, ModuleKind.NORMALIZE],
+        )
         if kinds_seq not in valid:
             found = " -> ".join(k.value for k in kinds_seq)
             raise ValueError(f"{path}: expected Transformer -> Pooling [-> Normalize], found {found}")
@@ -141,12 +142,18 @@ class TransformerConfig:
         """Read sentence_bert_config.json, tokenizer_config.json and config.json of ``model_dir``."""
         sbert_path = model_dir / "sentence_bert_config.json"
         sbert = read_json(sbert_path) if sbert_path.is_file() else {}
-        return cls(max_seq_length=_resolve_max_seq_length(model_dir, sbert), do_lower_case=bool(sbert.get("do_lower_case", False)))
+        return cls(
+            max_seq_length=_resolve_max_seq_length(model_dir, sbert),
+            do_lower_case=bool(sbert.get("do_lower_case", False)),
+        )
 
 
 def _resolve_max_seq_length(model_dir: Path, sbert: dict[str, Any]) -> int:
-    """sentence-transformers' rule: an explicit max_seq_length wins; otherwise the tokenizer's
-    model_max_length capped at the model's max_position_embeddings."""
+    """Resolve the token limit by sentence-transformers' rule.
+
+    An explicit max_seq_length wins; otherwise the tokenizer's model_max_length, capped at the model's
+    max_position_embeddings.
+    """
     explicit = None
     # A model_max_length passed to the tokenizer overrides max_seq_length in sentence-transformers.
     for kwargs_key in ("processor_kwargs", "tokenizer_args", "tokenizer_kwargs"):

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, overload
+from typing import Any
 
 import numpy as np
-
 from embedrt.config import ModelConfig
 from embedrt.manifest import MANIFEST_NAME, Manifest, Variant, read_verified
 from embedrt.pooling import exclude_prompt, normalize, pool
@@ -15,7 +14,7 @@ from embedrt.precision import Precision, quantize
 from embedrt.progress import Progress
 from embedrt.session import Device, create_session, resolve_device
 from embedrt.similarity import SIMILARITY
-from embedrt.tokenizer import Tokenizer
+from embedrt.tokenizer import Tokenizer, check_texts
 
 
 class Encoder:
@@ -58,6 +57,7 @@ class Encoder:
             variant: ``fp32``, ``fp16`` or ``int8``; None picks fp16 on CUDA and fp32 on the CPU.
             device: ``cpu``, ``cuda`` (an error when onnxruntime cannot use CUDA) or ``auto``.
             threads: intra-op threads of the session; None lets onnxruntime use one per physical core.
+
         """
         root = Path(model_dir)
         manifest_path = root / MANIFEST_NAME
@@ -91,13 +91,8 @@ class Encoder:
 
     def tokenize(self, texts: Sequence[str]) -> dict[str, np.ndarray]:
         """Token ids and attention mask (int64), padded to the longest text, truncated to max_seq_length."""
-        input_ids, attention_mask = self.tokenizer(_check_batch(texts), self.max_seq_length)
+        input_ids, attention_mask = self.tokenizer(texts, self.max_seq_length)
         return {"input_ids": input_ids, "attention_mask": attention_mask}
-
-    @overload
-    def encode(self, sentences: str, **kwargs: Any) -> np.ndarray: ...
-    @overload
-    def encode(self, sentences: Sequence[str], **kwargs: Any) -> np.ndarray: ...
 
     def encode(
         self,
@@ -123,9 +118,10 @@ class Encoder:
                 after the model's Normalize module and before ``normalize_embeddings=True``.
             prompt_name: key of the model's ``prompts``; ignored when ``prompt`` is given.
             prompt: text put before every sentence.
+
         """
         single = isinstance(sentences, str)
-        texts = _check_batch([sentences] if single else sentences)  # type: ignore[list-item]
+        texts = list(check_texts([sentences] if single else sentences))  # type: ignore[list-item]
         if not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
         out_precision = Precision.parse(precision)
@@ -199,14 +195,3 @@ class Encoder:
 
 def _default_variant(device: Device) -> Variant:
     return Variant.FP16 if device is Device.CUDA else Variant.FP32
-
-
-def _check_batch(texts: object) -> list[str]:
-    """A list of str, or a TypeError naming the first bad element and its index."""
-    if isinstance(texts, (str, bytes)) or not isinstance(texts, Sequence | np.ndarray):
-        raise TypeError(f"expected a str or a sequence of str, got {type(texts).__name__}")
-    out = list(texts)
-    for i, text in enumerate(out):
-        if not isinstance(text, str):
-            raise TypeError(f"texts[{i}] is {type(text).__name__}; expected str")
-    return out

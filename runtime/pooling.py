@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-
 from embedrt.config import PoolingMode
 
 
@@ -16,9 +15,7 @@ def exclude_prompt(attention_mask: np.ndarray, prompt_length: int) -> np.ndarray
     return mask
 
 
-def pool(
-    token_embeddings: np.ndarray, attention_mask: np.ndarray, modes: Sequence[PoolingMode]
-) -> np.ndarray:
+def pool(token_embeddings: np.ndarray, attention_mask: np.ndarray, modes: Sequence[PoolingMode]) -> np.ndarray:
     """Pool (batch, seq, dim) token embeddings into (batch, dim * len(modes)) float32 vectors."""
     mask = attention_mask.astype(token_embeddings.dtype, copy=False)
     outputs = [_POOLERS[mode](token_embeddings, mask) for mode in modes]

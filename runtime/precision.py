@@ -27,8 +27,11 @@ class Precision(str, Enum):
 
 
 def quantize(embeddings: np.ndarray, precision: Precision) -> np.ndarray:
-    """Quantize float32 rows. int8/uint8 buckets come from the batch's own per-dimension min/max,
-    as in sentence_transformers.quantize_embeddings without calibration data."""
+    """Quantize float32 rows.
+
+    int8/uint8 buckets come from the batch's own per-dimension min/max, as in
+    sentence_transformers.quantize_embeddings without calibration data.
+    """
     if precision is Precision.FLOAT32:
         return embeddings
     if precision in (Precision.INT8, Precision.UINT8):

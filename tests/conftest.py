@@ -54,7 +54,11 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory, minilm_dir: Path) -
     torch.manual_seed(0)
     hf_dir = tmp_path_factory.mktemp("tiny-hf")
     config = BertConfig(
-        vocab_size=30522, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64,
+        vocab_size=30522,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=64,
         max_position_embeddings=128,
     )
     BertModel(config).save_pretrained(hf_dir, safe_serialization=True)

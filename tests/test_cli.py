@@ -9,7 +9,6 @@ import sys
 import numpy as np
 import pytest
 from conftest import MODEL_CARD_SENTENCES
-
 from embedrt import Encoder
 from embedrt.cli import main
 

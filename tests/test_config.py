@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 from conftest import clone_dir, edit_json
-
 from embedrt.config import ModelConfig, PoolingConfig, PoolingMode, SimilarityFn
 
 
@@ -84,7 +83,7 @@ def test_unsupported_module_is_refused(tiny_model_dir, tmp_path):
 
 
 def test_missing_modules_json(tmp_path):
-    with pytest.raises(FileNotFoundError, match="modules.json"):
+    with pytest.raises(FileNotFoundError, match=r"modules\.json"):
         ModelConfig.from_dir(tmp_path)
 
 

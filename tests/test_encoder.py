@@ -8,7 +8,6 @@ import threading
 import numpy as np
 import pytest
 from conftest import MODEL_CARD_SENTENCES, clone_dir, drop_normalize, edit_json, reference_encode
-
 from embedrt import Encoder
 
 TEXTS = [
@@ -130,7 +129,10 @@ def test_prompts_and_include_prompt(tmp_path, tiny_model_dir, tiny_export):
     encoder = Encoder.load(export)
     for kwargs in ({"prompt_name": "query"}, {"prompt": "Represent this: "}, {}):
         np.testing.assert_allclose(
-            encoder.encode(TEXTS, **kwargs), reference_encode(source, TEXTS, **kwargs), atol=1e-5, err_msg=str(kwargs)
+            encoder.encode(TEXTS, **kwargs),
+            reference_encode(source, TEXTS, **kwargs),
+            atol=1e-5,
+            err_msg=str(kwargs),
         )
     with pytest.raises(ValueError, match=r"'nope'.*\['doc', 'query'\]"):
         encoder.encode(TEXTS, prompt_name="nope")
@@ -171,8 +173,9 @@ def test_similarity_uses_model_function(tiny, tmp_path, tiny_model_dir, tiny_exp
         (["ok", "fine", b"bytes"], r"texts\[2\] is bytes; expected str"),
         ([3.5], r"texts\[0\] is float; expected str"),
         (["a", ["nested"]], r"texts\[1\] is list; expected str"),
-        (None, r"expected a str or a sequence of str, got NoneType"),
+        (None, r"texts must be a list or tuple of str, got NoneType"),
         (b"raw", r"got bytes"),
+        ({"a": 1}, r"got dict"),
     ],
 )
 def test_bad_input_names_the_index(tiny, bad, message):
@@ -180,6 +183,11 @@ def test_bad_input_names_the_index(tiny, bad, message):
         tiny.encode(bad)
     with pytest.raises(TypeError, match=message):
         tiny.tokenize(bad)
+
+
+def test_lone_surrogate_is_a_clear_error(tiny):
+    with pytest.raises(ValueError, match=r"texts\[1\] contains a lone surrogate U\+D800 at position 1"):
+        tiny.encode(["fine", "a\ud800b"])
 
 
 def test_bad_arguments(tiny):

@@ -8,15 +8,23 @@ import shutil
 import onnx
 import pytest
 from conftest import clone_dir, drop_normalize, edit_json
-
 from embedrt.export import ParityError, export
 from embedrt.export import exporter as exporter_module
 
 
 def test_export_directory_is_self_contained(tiny_export):
     names = {p.relative_to(tiny_export).as_posix() for p in tiny_export.rglob("*") if p.is_file()}
-    assert {"model.fp32.onnx", "model.int8.onnx", "manifest.json", "modules.json", "tokenizer.json",
-            "vocab.txt", "tokenizer_config.json", "1_Pooling/config.json", "config.json"} <= names
+    assert {
+        "model.fp32.onnx",
+        "model.int8.onnx",
+        "manifest.json",
+        "modules.json",
+        "tokenizer.json",
+        "vocab.txt",
+        "tokenizer_config.json",
+        "1_Pooling/config.json",
+        "config.json",
+    } <= names
     assert not any(n.endswith((".safetensors", ".bin")) for n in names)
 
 
@@ -58,7 +66,13 @@ def test_old_format_tiny_model_exports(tiny_model_dir, tmp_path):
     (source / "modules.json").write_text(json.dumps(modules))
     (source / "sentence_bert_config.json").write_text(json.dumps({"max_seq_length": 40, "do_lower_case": False}))
     (source / "1_Pooling" / "config.json").write_text(
-        json.dumps({"word_embedding_dimension": 32, "pooling_mode_mean_tokens": True, "pooling_mode_cls_token": False})
+        json.dumps(
+            {
+                "word_embedding_dimension": 32,
+                "pooling_mode_mean_tokens": True,
+                "pooling_mode_cls_token": False,
+            }
+        )
     )
     out = export(source, tmp_path / "out", variants=["fp32"], progress=False)
     from embedrt import Encoder

@@ -6,7 +6,6 @@ import json
 import shutil
 
 import pytest
-
 from embedrt import Encoder
 from embedrt.manifest import Manifest, Variant
 
@@ -63,7 +62,7 @@ def test_missing_file_and_variant(tiny_export, tmp_path):
 
 
 def test_not_an_export(tmp_path):
-    with pytest.raises(FileNotFoundError, match="manifest.json not found"):
+    with pytest.raises(FileNotFoundError, match=r"manifest\.json not found"):
         Encoder.load(tmp_path)
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from conftest import MODEL_CARD_SENTENCES, clone_dir, drop_normalize, reference_encode
-
 from embedrt import Encoder
 from embedrt.export.parity import compare
 
@@ -57,7 +56,11 @@ def test_int8_spearman_within_budget(figures, sts_pairs, reference):
 def test_model_card_similarity_table(minilm_export):
     encoder = Encoder.load(minilm_export)
     emb = encoder.encode(MODEL_CARD_SENTENCES)
-    expected = [["1.0000", "0.6660", "0.1046"], ["0.6660", "1.0000", "0.1411"], ["0.1046", "0.1411", "1.0000"]]
+    expected = [
+        ["1.0000", "0.6660", "0.1046"],
+        ["0.6660", "1.0000", "0.1411"],
+        ["0.1046", "0.1411", "1.0000"],
+    ]
     assert [[f"{x:.4f}" for x in row] for row in encoder.similarity(emb, emb)] == expected
 
 
@@ -76,9 +79,8 @@ def test_without_normalize_on_sts(minilm_dir, minilm_export, sts_pairs, tmp_path
 
 def test_new_format_save_has_the_same_parity(minilm_dir, minilm_export, sts_pairs, reference, tmp_path):
     """The packaged model re-saved by the installed sentence-transformers (new format) exports the same."""
-    from sentence_transformers import SentenceTransformer
-
     from embedrt.export import export
+    from sentence_transformers import SentenceTransformer
 
     saved = tmp_path / "saved"
     SentenceTransformer(str(minilm_dir), device="cpu").save(str(saved))

@@ -19,7 +19,10 @@ print(json.dumps({"shape": list(emb.shape), "heavy": [m for m in %r if m in sys.
 
 def test_runtime_imports_no_heavy_packages(tiny_export):
     result = subprocess.run(
-        [sys.executable, "-c", SCRIPT % (HEAVY,), str(tiny_export)], capture_output=True, text=True, check=True
+        [sys.executable, "-c", SCRIPT % (HEAVY,), str(tiny_export)],
+        capture_output=True,
+        text=True,
+        check=True,
     )
     report = json.loads(result.stdout)
     assert report == {"shape": [2, 32], "heavy": []}
@@ -32,5 +35,7 @@ def test_import_without_onnxruntime_says_which_extra(tiny_export):
         "try:\n    embedrt.Encoder.load(sys.argv[1])\n"
         "except ImportError as exc:\n    print(exc)\n"
     )
-    result = subprocess.run([sys.executable, "-c", script, str(tiny_export)], capture_output=True, text=True, check=True)
+    result = subprocess.run(
+        [sys.executable, "-c", script, str(tiny_export)], capture_output=True, text=True, check=True
+    )
     assert "pip install 'embedrt[cpu]'" in result.stdout

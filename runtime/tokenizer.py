@@ -1,0 +1,519 @@
+r"""A BERT WordPiece tokenizer that reproduces the Hugging Face fast tokenizer, in pure Python + numpy.
+
+The reference is ``transformers.AutoTokenizer`` (Rust ``tokenizers``) called the way sentence-transformers
+calls it: ``tokenizer(texts, padding=True, truncation="longest_first", max_length=max_seq_length)``.
+Its character classes are not Python's ``unicodedata`` ones, so they are frozen from the reference library
+into ``embedrt._unicode_tables`` by ``scripts/gen_tokenizer_tables.py``.
+
+Pipeline for one text (the reference's order):
+
+1. Added tokens with ``normalized: false`` (``[CLS]``, ``[SEP]``, ``[MASK]`` ...) are split out of the raw
+   text, leftmost-longest; each remaining segment is normalized on its own.
+2. ``do_lower_case`` (sentence_bert_config.json) prepends a per-character lowercase, as sentence-transformers
+   >= 5 does by adding a ``Lowercase`` normalizer (older versions called ``str.lower()`` on the whole text).
+3. BertNormalizer: clean_text + handle_chinese_chars (one ``str.translate``), strip_accents (NFD, drop
+   marks), lowercase (one ``str.translate``, merged with the mark dropping).
+4. BertPreTokenizer: one compiled regex (punctuation alone, runs of anything but whitespace/punctuation).
+5. WordPiece, cached per piece.
+
+Texts are not ``str.strip()``-ed: sentence-transformers >= 5 passes them unchanged, and with clean_text on
+stripping could not change the result anyway.
+
+Lone surrogates (e.g. ``"a\ud800b"``): the reference cannot convert such a string to Rust and raises
+``TypeError``; this tokenizer raises :class:`TokenizerError` (a ``ValueError``) naming the text's index and
+the position, instead of producing ids the reference would never produce.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import unicodedata
+from bisect import bisect_right
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from itertools import chain
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from embedrt import _unicode_tables as _tables
+
+__all__ = ["Tokenizer", "TokenizerConfig", "TokenizerError"]
+
+Ranges = Sequence[tuple[int, int]]
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+# Bounds the per-piece WordPiece cache and the lazily filled translate table (entries, not bytes).
+_CACHE_CAP = 200_000
+_TRANSLATE_CAP = 65_536
+
+
+class TokenizerError(ValueError):
+    """A tokenizer file that cannot be reproduced, or a text the reference tokenizer cannot encode."""
+
+
+class _RangeSet:
+    """Membership in sorted inclusive ranges (the CJK and private-use sets are too big for a ``set``)."""
+
+    def __init__(self, ranges: Ranges) -> None:
+        self._starts = [a for a, _ in ranges]
+        self._ends = [b for _, b in ranges]
+
+    def __contains__(self, cp: int) -> bool:
+        i = bisect_right(self._starts, cp) - 1
+        return i >= 0 and cp <= self._ends[i]
+
+
+class _LazyTable(dict[int, "str | None"]):
+    """A ``str.translate`` table computed on first use of each code point, so lookups stay in C afterwards."""
+
+    def __init__(self, compute: Callable[[int], str | None]) -> None:
+        super().__init__()
+        self._compute = compute
+        for cp in range(128):
+            self[cp] = compute(cp)
+
+    def __missing__(self, cp: int) -> str | None:
+        value = self._compute(cp)
+        if len(self) < _TRANSLATE_CAP:
+            self[cp] = value
+        return value
+
+
+class _WordPiece(dict[str, "tuple[int, ...]"]):
+    """WordPiece ids per pre-tokenized piece; the dict is the cache and ``__missing__`` does the work."""
+
+    def __init__(self, vocab: Mapping[str, int], unk_id: int, prefix: str, max_chars: int) -> None:
+        super().__init__()
+        self._vocab = vocab
+        self._unk = (unk_id,)
+        self._prefix = prefix
+        self._max_chars = max_chars
+        # No candidate longer than the longest vocabulary entry can match.
+        self._max_first = max((len(t) for t in vocab), default=0)
+        self._max_next = max((len(t) - len(prefix) for t in vocab if t.startswith(prefix)), default=0)
+
+    def __missing__(self, piece: str) -> tuple[int, ...]:
+        ids = self._split(piece)
+        if len(self) >= _CACHE_CAP:
+            self.clear()
+        self[piece] = ids
+        return ids
+
+    def _split(self, piece: str) -> tuple[int, ...]:
+        """Greedy longest match from the left; any unmatched position makes the whole piece [UNK]."""
+        n = len(piece)
+        if n > self._max_chars:
+            return self._unk
+        ids: list[int] = []
+        start = 0
+        while start < n:
+            found = self._longest(piece, start)
+            if found is None:
+                return self._unk
+            ids.append(found[0])
+            start = found[1]
+        return tuple(ids)
+
+    def _longest(self, piece: str, start: int) -> tuple[int, int] | None:
+        prefix = self._prefix if start else ""
+        end = min(len(piece), start + (self._max_next if start else self._max_first))
+        while end > start:
+            token_id = self._vocab.get(prefix + piece[start:end])
+            if token_id is not None:
+                return token_id, end
+            end -= 1
+        return None
+
+
+def _char_class(ranges: Ranges) -> str:
+    return "".join(f"\\U{a:08x}" if a == b else f"\\U{a:08x}-\\U{b:08x}" for a, b in ranges)
+
+
+_PIECES = re.compile(
+    f"[{_char_class(_tables.PUNCTUATION)}]|[^{_char_class(_tables.WHITESPACE)}{_char_class(_tables.PUNCTUATION)}]+"
+)
+_NFD_EXCEPTIONS = {chr(cp): out for cp, out in _tables.NFD_EXCEPTIONS.items()}
+_NFD_EXCEPTION_RE = re.compile("(" + "|".join(map(re.escape, _NFD_EXCEPTIONS)) + ")") if _NFD_EXCEPTIONS else None
+
+
+def _nfd(text: str) -> str:
+    """NFD as the reference's Rust crate does it: Python's, except where the frozen tables say otherwise.
+
+    The exceptions are starters, so normalizing the text between them on its own cannot change the result.
+    """
+    if _NFD_EXCEPTION_RE is None or _NFD_EXCEPTION_RE.search(text) is None:
+        return unicodedata.normalize("NFD", text)
+    parts = _NFD_EXCEPTION_RE.split(text)
+    return "".join(_NFD_EXCEPTIONS[p] if i % 2 else unicodedata.normalize("NFD", p) for i, p in enumerate(parts))
+
+
+@dataclass(frozen=True)
+class TokenizerConfig:
+    """The settings of a BERT WordPiece tokenizer, as read from tokenizer.json or tokenizer_config.json.
+
+    ``strip_accents=None`` follows ``lowercase`` (the reference's rule). ``added_tokens`` are the
+    ``normalized: false`` tokens split out of the raw text before normalization, with their ids.
+    """
+
+    lowercase: bool = True
+    strip_accents: bool | None = None
+    handle_chinese_chars: bool = True
+    clean_text: bool = True
+    unk_token: str = "[UNK]"
+    cls_token: str = "[CLS]"
+    sep_token: str = "[SEP]"
+    pad_token: str = "[PAD]"
+    max_input_chars_per_word: int = 100
+    continuing_subword_prefix: str = "##"
+    added_tokens: tuple[tuple[str, int], ...] = ()
+
+    @property
+    def strips_accents(self) -> bool:
+        """Whether accents are stripped, after resolving ``strip_accents=None``."""
+        return self.lowercase if self.strip_accents is None else self.strip_accents
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], source: str = "tokenizer.json") -> TokenizerConfig:
+        """Read the parsed content of a tokenizer.json; ``source`` names the file in error messages."""
+        model = _require_type(data, "model", "WordPiece", source)
+        norm = _require_type(data, "normalizer", "BertNormalizer", source)
+        _require_type(data, "pre_tokenizer", "BertPreTokenizer", source)
+        cls_token, sep_token = _cls_sep(data.get("post_processor"), source)
+        padding = data.get("padding") or {}
+        return cls(
+            lowercase=bool(norm.get("lowercase", True)),
+            strip_accents=norm.get("strip_accents"),
+            handle_chinese_chars=bool(norm.get("handle_chinese_chars", True)),
+            clean_text=bool(norm.get("clean_text", True)),
+            unk_token=str(model.get("unk_token", "[UNK]")),
+            cls_token=cls_token,
+            sep_token=sep_token,
+            pad_token=str(padding.get("pad_token", "[PAD]")),
+            max_input_chars_per_word=int(model.get("max_input_chars_per_word", 100)),
+            continuing_subword_prefix=str(model.get("continuing_subword_prefix", "##")),
+            added_tokens=_added_tokens(data.get("added_tokens") or [], source),
+        )
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> TokenizerConfig:
+        """Read a tokenizer.json file."""
+        path = Path(path)
+        return cls.from_dict(json.loads(path.read_text(encoding="utf-8")), source=str(path))
+
+    @classmethod
+    def from_tokenizer_config(cls, data: Mapping[str, Any], vocab: Mapping[str, int]) -> TokenizerConfig:
+        """Read a slow BertTokenizer's tokenizer_config.json as transformers converts it to a fast one."""
+        names = {k: _token_text(data.get(k), d) for k, d in _SPECIAL_DEFAULTS.items()}
+        extra = [_token_text(t, "") for t in data.get("additional_special_tokens") or []]
+        specials = [*names.values(), *extra]
+        ids = dict(vocab)
+        for token in specials:
+            ids.setdefault(token, len(ids))
+        return cls(
+            lowercase=bool(data.get("do_lower_case", True)),
+            strip_accents=data.get("strip_accents"),
+            handle_chinese_chars=bool(data.get("tokenize_chinese_chars", True)),
+            clean_text=True,
+            unk_token=names["unk_token"],
+            cls_token=names["cls_token"],
+            sep_token=names["sep_token"],
+            pad_token=names["pad_token"],
+            added_tokens=tuple((t, ids[t]) for t in dict.fromkeys(specials) if t),
+        )
+
+
+_SPECIAL_DEFAULTS = {
+    "unk_token": "[UNK]",
+    "sep_token": "[SEP]",
+    "pad_token": "[PAD]",
+    "cls_token": "[CLS]",
+    "mask_token": "[MASK]",
+}
+
+
+def _token_text(value: Any, default: str) -> str:
+    """Return a token as tokenizer_config.json writes it: a string or a serialized AddedToken."""
+    if value is None:
+        return default
+    return str(value["content"]) if isinstance(value, Mapping) else str(value)
+
+
+def _require_type(data: Mapping[str, Any], key: str, expected: str, source: str) -> Mapping[str, Any]:
+    section = data.get(key)
+    found = section.get("type") if isinstance(section, Mapping) else section
+    if found != expected:
+        raise TokenizerError(f"{source}: {key} is {found!r}; embedrt's tokenizer supports only {expected}")
+    return section  # type: ignore[return-value]
+
+
+def _cls_sep(post: Any, source: str) -> tuple[str, str]:
+    """Return the tokens the post-processor puts around a single sequence."""
+    if isinstance(post, Mapping) and post.get("type") == "BertProcessing":
+        return str(post["cls"][0]), str(post["sep"][0])
+    if isinstance(post, Mapping) and post.get("type") == "TemplateProcessing":
+        single = post.get("single") or []
+        shape = [next(iter(item)) for item in single]
+        if shape == ["SpecialToken", "Sequence", "SpecialToken"]:
+            return str(single[0]["SpecialToken"]["id"]), str(single[2]["SpecialToken"]["id"])
+        raise TokenizerError(f"{source}: post_processor template {shape} is not [CLS] A [SEP]")
+    found = post.get("type") if isinstance(post, Mapping) else post
+    raise TokenizerError(f"{source}: post_processor is {found!r}; expected BertProcessing or TemplateProcessing")
+
+
+def _added_tokens(entries: Iterable[Mapping[str, Any]], source: str) -> tuple[tuple[str, int], ...]:
+    tokens = []
+    for entry in entries:
+        flags = [k for k in ("normalized", "lstrip", "rstrip", "single_word") if entry.get(k)]
+        if flags:
+            raise TokenizerError(f"{source}: added token {entry.get('content')!r} sets {flags}; not supported")
+        tokens.append((str(entry["content"]), int(entry["id"])))
+    return tuple(tokens)
+
+
+# transformers classes whose __init__ replaces tokenizer.json's BertNormalizer flags with their own arguments.
+_OVERRIDING_CLASSES = {"BertTokenizer", "DistilBertTokenizer", "ElectraTokenizer", "MPNetTokenizer"}
+_MODEL_TYPE_CLASSES = {
+    "bert": "BertTokenizer",
+    "distilbert": "DistilBertTokenizer",
+    "electra": "ElectraTokenizer",
+}
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+
+
+def _apply_tokenizer_config(
+    config: TokenizerConfig, tok_config: Mapping[str, Any], model_config: Mapping[str, Any]
+) -> TokenizerConfig:
+    """Apply what AutoTokenizer's class does to tokenizer.json's settings.
+
+    The pad token always; for BERT-family classes also the lowercase / strip_accents / handle_chinese_chars
+    flags (the class defaults when tokenizer_config.json omits them).
+    """
+    if "pad_token" in tok_config:
+        config = replace(config, pad_token=_token_text(tok_config["pad_token"], config.pad_token))
+    name = tok_config.get("tokenizer_class") or _MODEL_TYPE_CLASSES.get(str(model_config.get("model_type")), "")
+    if str(name).removesuffix("Fast") not in _OVERRIDING_CLASSES:
+        return config
+    return replace(
+        config,
+        lowercase=bool(tok_config.get("do_lower_case", True)),
+        strip_accents=tok_config.get("strip_accents"),
+        handle_chinese_chars=bool(tok_config.get("tokenize_chinese_chars", True)),
+    )
+
+
+def read_vocab_txt(path: Path) -> dict[str, int]:
+    """Read vocab.txt as transformers' BertTokenizer does: id = line number, newline removed, last wins."""
+    with path.open(encoding="utf-8") as f:
+        return {line.rstrip("\n"): i for i, line in enumerate(f)}
+
+
+class Tokenizer:
+    """BERT WordPiece tokenizer with the reference's output for every input it accepts.
+
+    Instances are safe to share between threads: the caches only ever hold complete entries.
+    """
+
+    def __init__(self, config: TokenizerConfig, vocab: Mapping[str, int], *, do_lower_case: bool = False) -> None:
+        self.config = config
+        self.do_lower_case = do_lower_case
+        self._vocab = dict(vocab)
+        self._added = dict(config.added_tokens)
+        self._ids = {**self._vocab, **self._added}
+        for name in ("unk_token", "cls_token", "sep_token", "pad_token"):
+            if getattr(config, name) not in self._ids:
+                raise TokenizerError(f"{name} {getattr(config, name)!r} is not in the vocabulary")
+        self._special_re = self._special_pattern(self._added)
+        self._pre_lower = dict(_tables.LOWERCASE) if do_lower_case else None
+        self._t1 = self._clean_table(config)
+        self._t2 = self._mark_lower_table(config)
+        self._wordpiece = _WordPiece(
+            self._vocab,
+            self.unk_id,
+            config.continuing_subword_prefix,
+            config.max_input_chars_per_word,
+        )
+
+    @classmethod
+    def from_dir(cls, model_dir: str | Path, *, do_lower_case: bool = False) -> Tokenizer:
+        """Load tokenizer.json, or else vocab.txt (+ tokenizer_config.json) from ``model_dir``.
+
+        Settings follow what ``transformers.AutoTokenizer`` builds from the same directory, including its
+        override of tokenizer.json's normalizer flags by tokenizer_config.json for BERT-family classes.
+        ``do_lower_case`` is sentence_bert_config.json's flag, not the tokenizer's own lowercasing.
+        """
+        root = Path(model_dir)
+        tok_config = _read_json(root / "tokenizer_config.json")
+        if (root / "tokenizer.json").is_file():
+            data = json.loads((root / "tokenizer.json").read_text(encoding="utf-8"))
+            config = TokenizerConfig.from_dict(data, source=str(root / "tokenizer.json"))
+            config = _apply_tokenizer_config(config, tok_config, _read_json(root / "config.json"))
+            return cls(config, data["model"]["vocab"], do_lower_case=do_lower_case)
+        if (root / "vocab.txt").is_file():
+            vocab = read_vocab_txt(root / "vocab.txt")
+            config = TokenizerConfig.from_tokenizer_config(tok_config, vocab)
+            return cls(config, vocab, do_lower_case=do_lower_case)
+        raise FileNotFoundError(
+            f"no tokenizer in {root}: looked for tokenizer.json, then vocab.txt (with tokenizer_config.json)"
+        )
+
+    @property
+    def cls_id(self) -> int:
+        """Id of the token put before every text."""
+        return self._ids[self.config.cls_token]
+
+    @property
+    def sep_id(self) -> int:
+        """Id of the token put after every text."""
+        return self._ids[self.config.sep_token]
+
+    @property
+    def pad_id(self) -> int:
+        """Id used to pad rows to the longest one."""
+        return self._ids[self.config.pad_token]
+
+    @property
+    def unk_id(self) -> int:
+        """Id of pieces that WordPiece cannot split."""
+        return self._ids[self.config.unk_token]
+
+    @property
+    def vocab_size(self) -> int:
+        """One more than the largest id (vocabulary and added tokens)."""
+        return max(self._ids.values()) + 1
+
+    def tokenize_ids(self, text: str) -> list[int]:
+        """Token ids of one text, without [CLS]/[SEP] and not truncated."""
+        if not isinstance(text, str):
+            raise TypeError(f"text is {type(text).__name__}; expected str")
+        _check_surrogates(text, "text")
+        return self._encode(text)
+
+    def encode_batch(self, texts: Sequence[str], max_length: int) -> list[list[int]]:
+        """Per text: [CLS] + ids[: max_length - 2] + [SEP], unpadded."""
+        keep = _check_max_length(max_length) - 2
+        cls_id, sep_id = self.cls_id, self.sep_id
+        return [[cls_id, *self._encode(t)[:keep], sep_id] for t in check_texts(texts)]
+
+    def pad(self, rows: Sequence[Sequence[int]]) -> tuple[np.ndarray, np.ndarray]:
+        """(input_ids, attention_mask), int64, (n, longest): rows padded on the right with the pad id."""
+        lengths = np.fromiter((len(r) for r in rows), dtype=np.int64, count=len(rows))
+        width = int(lengths.max()) if len(rows) else 0
+        mask = np.arange(width, dtype=np.int64)[None, :] < lengths[:, None]
+        input_ids = np.full((len(rows), width), self.pad_id, dtype=np.int64)
+        # Boolean assignment fills in row-major order, which is the order of the concatenated rows.
+        input_ids[mask] = np.fromiter(chain.from_iterable(rows), dtype=np.int64, count=int(lengths.sum()))
+        return input_ids, mask.astype(np.int64)
+
+    def __call__(self, texts: Sequence[str], max_length: int) -> tuple[np.ndarray, np.ndarray]:
+        """Return (input_ids, attention_mask) like the reference with padding=True, truncation=longest_first.
+
+        Raises:
+            TypeError: ``texts`` is not a list/tuple of str (the message names the first bad index).
+            TokenizerError: a text holds a lone surrogate, or ``max_length`` < 2.
+
+        """
+        return self.pad(self.encode_batch(texts, max_length))
+
+    def lengths(self, texts: Sequence[str], max_length: int) -> list[int]:
+        """Token count of each text including [CLS]/[SEP], after truncation to ``max_length``."""
+        keep = _check_max_length(max_length) - 2
+        return [min(len(self._encode(t)), keep) + 2 for t in check_texts(texts)]
+
+    def _encode(self, text: str) -> list[int]:
+        if self._special_re is None:
+            return self._encode_segment(text)
+        parts = self._special_re.split(text)
+        if len(parts) == 1:
+            return self._encode_segment(text)
+        ids: list[int] = []
+        for i, part in enumerate(parts):
+            if i % 2:
+                ids.append(self._added[part])
+            elif part:
+                ids.extend(self._encode_segment(part))
+        return ids
+
+    def _encode_segment(self, text: str) -> list[int]:
+        return list(chain.from_iterable(map(self._wordpiece.__getitem__, _PIECES.findall(self._normalize(text)))))
+
+    def _normalize(self, text: str) -> str:
+        if self._pre_lower is not None:
+            text = text.translate(self._pre_lower)
+        if self._t1 is not None:
+            text = text.translate(self._t1)
+        if self.config.strips_accents and not text.isascii():
+            text = _nfd(text)
+        if self._t2:
+            text = text.translate(self._t2)
+        return text
+
+    @staticmethod
+    def _special_pattern(added: Mapping[str, int]) -> re.Pattern[str] | None:
+        """Longest first, so the alternation matches leftmost-longest like the reference's Aho-Corasick."""
+        if not added:
+            return None
+        tokens = sorted(added, key=len, reverse=True)
+        return re.compile("(" + "|".join(map(re.escape, tokens)) + ")")
+
+    @staticmethod
+    def _clean_table(config: TokenizerConfig) -> _LazyTable | None:
+        """clean_text and handle_chinese_chars are both per-character maps, so they compose into one table."""
+        if not (config.clean_text or config.handle_chinese_chars):
+            return None
+        delete = _RangeSet(_tables.CLEAN_DELETE) if config.clean_text else _RangeSet(())
+        space = _RangeSet(_tables.CLEAN_TO_SPACE) if config.clean_text else _RangeSet(())
+        cjk = _RangeSet(_tables.CJK) if config.handle_chinese_chars else _RangeSet(())
+
+        def compute(cp: int) -> str | None:
+            if cp in delete:
+                return None
+            if cp in space:
+                return " "
+            return f" {chr(cp)} " if cp in cjk else chr(cp)
+
+        return _LazyTable(compute)
+
+    @staticmethod
+    def _mark_lower_table(config: TokenizerConfig) -> dict[int, str | None]:
+        """Merge mark dropping and lowercasing: a mark is dropped before lowercase could see it."""
+        table: dict[int, str | None] = {}
+        if config.lowercase:
+            table.update(_tables.LOWERCASE)
+        if config.strips_accents:
+            for a, b in _tables.STRIP_MARKS:
+                table.update(dict.fromkeys(range(a, b + 1)))
+        return table
+
+
+def _check_max_length(max_length: int) -> int:
+    if not isinstance(max_length, int) or isinstance(max_length, bool) or max_length < 2:
+        raise TokenizerError(f"max_length must be an int >= 2 (room for [CLS] and [SEP]), got {max_length!r}")
+    return max_length
+
+
+def check_texts(texts: Sequence[str]) -> Sequence[str]:
+    """Return ``texts`` if it is a list/tuple of valid str, else raise naming the first bad index."""
+    if isinstance(texts, (str, bytes, bytearray)) or not isinstance(texts, Sequence):
+        raise TypeError(f"texts must be a list or tuple of str, got {type(texts).__name__}")
+    for i, text in enumerate(texts):
+        if not isinstance(text, str):
+            raise TypeError(f"texts[{i}] is {type(text).__name__}; expected str")
+        _check_surrogates(text, f"texts[{i}]")
+    return texts
+
+
+def _check_surrogates(text: str, name: str) -> None:
+    if text.isascii():
+        return
+    match = _SURROGATE.search(text)
+    if match is not None:
+        raise TokenizerError(
+            f"{name} contains a lone surrogate U+{ord(match.group()):04X} at position {match.start()}; "
+            "it is not valid Unicode text and the reference tokenizer cannot encode it either "
+            "(decode bytes with errors='replace' or remove it)"
+        )

@@ -23,7 +23,7 @@ from embedrt.export.onnx_files import (
 )
 from embedrt.export.parity import CHECK_SENTENCES, compare
 from embedrt.export.source import DEFAULT_NAME, check_bert, resolve_source
-from embedrt.manifest import FORMAT_VERSION, MANIFEST_NAME, Manifest, Variant, VariantInfo, sha256_bytes
+from embedrt.manifest import FORMAT_VERSION, MANIFEST_NAME, Manifest, Variant, VariantInfo, sha256_file
 
 DEFAULT_VARIANTS = (Variant.FP32, Variant.FP16, Variant.INT8)
 # Files that define tokenization and the module pipeline; weights are never copied.
@@ -118,11 +118,11 @@ def _record(
     manifest: Manifest, out_dir: Path, variant: Variant, recipe: str, parity: dict[str, float | int | str]
 ) -> Manifest:
     """Add or replace a variant's entry and rewrite manifest.json."""
-    data = (out_dir / variant.file_name).read_bytes()
+    path = out_dir / variant.file_name
     info = VariantInfo(
         file=variant.file_name,
-        sha256=sha256_bytes(data),
-        size_bytes=len(data),
+        sha256=sha256_file(path),
+        size_bytes=path.stat().st_size,
         opset=OPSET,
         inputs=INPUT_NAMES,
         outputs=(OUTPUT_NAME,),

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 from embedrt.config import ModelConfig
-from embedrt.manifest import MANIFEST_NAME, Manifest, Variant, read_verified
+from embedrt.manifest import MANIFEST_NAME, Manifest, Variant, verified_path
 from embedrt.pooling import exclude_prompt, normalize, pool
 from embedrt.precision import Precision, quantize
 from embedrt.progress import Progress
@@ -71,7 +71,7 @@ class Encoder:
         info = manifest.info(chosen, root)
         config = ModelConfig.from_dir(root)
         tokenizer = Tokenizer.from_dir(root, do_lower_case=config.transformer.do_lower_case)
-        session = create_session(read_verified(root, info), resolved, threads, root / info.file)
+        session = create_session(verified_path(root, info), resolved, threads)
         return cls(root, config, tokenizer, session, chosen, resolved)
 
     @property

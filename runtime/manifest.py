@@ -115,26 +115,30 @@ class Manifest:
         return self.variants[variant]
 
 
-def sha256_bytes(data: bytes) -> str:
-    """Hex sha256 of ``data``."""
-    return hashlib.sha256(data).hexdigest()
+def sha256_file(path: Path) -> str:
+    """Hex sha256 of a file, read in chunks so a large model never sits in memory twice."""
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while chunk := handle.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
-def read_verified(model_dir: Path, info: VariantInfo) -> bytes:
-    """Read a variant's file and refuse it unless its size and sha256 match the manifest."""
+def verified_path(model_dir: Path, info: VariantInfo) -> Path:
+    """The variant's file, refused unless its size and sha256 match the manifest."""
     path = model_dir / info.file
     if not path.is_file():
         raise FileNotFoundError(f"{path} is listed in {MANIFEST_NAME} but missing")
-    data = path.read_bytes()
-    if len(data) != info.size_bytes:
+    size = path.stat().st_size
+    if size != info.size_bytes:
         raise ValueError(
-            f"{path} is {len(data)} bytes but {MANIFEST_NAME} says {info.size_bytes}: "
+            f"{path} is {size} bytes but {MANIFEST_NAME} says {info.size_bytes}: "
             "the file is truncated or was replaced; re-run `embedrt export`"
         )
-    digest = sha256_bytes(data)
+    digest = sha256_file(path)
     if digest != info.sha256:
         raise ValueError(
             f"{path} has sha256 {digest} but {MANIFEST_NAME} says {info.sha256}: "
             "the file is corrupted or was replaced; re-run `embedrt export`"
         )
-    return data
+    return path

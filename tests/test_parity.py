@@ -96,3 +96,15 @@ def test_fp16_export_check(minilm_export):
 
     fp16 = json.loads((minilm_export / "manifest.json").read_text())["variants"]["fp16"]["parity"]
     assert "skipped" in fp16 or fp16["min_cosine"] >= 0.999
+
+
+def test_memory_stays_flat_over_varying_shapes(minilm_export):
+    """RSS after 250 calls of changing shapes stays within 40 MB of the level after 100 (no timing)."""
+    from benchmarks.memory_growth import measure
+
+    encoder = Encoder.load(minilm_export, variant="int8", threads=2)
+    report = measure(encoder, calls=260, max_batch=8, max_words=250)
+    rss = report["rss_mb"]
+    print(report)
+    assert rss[250] - rss[100] <= 40
+    assert rss[250] - rss[10] <= 80

@@ -304,6 +304,7 @@ def test_vocab_txt_only(minilm_dir, tmp_path, sts_sentences, hostile):
 
 def test_do_lower_case_matches_sentence_transformers(minilm_dir, tmp_path, sts_sentences, hostile):
     import sentence_transformers as st
+
     for item in minilm_dir.iterdir():
         (tmp_path / item.name).symlink_to(item)
     (tmp_path / "sentence_bert_config.json").unlink()

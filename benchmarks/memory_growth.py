@@ -90,6 +90,7 @@ def main() -> None:
 
     _patch_options(args.arena, args.mem_pattern)
     import onnxruntime
+
     from embedrt import Encoder
 
     encoder = Encoder.load(args.model_dir, variant=args.variant, threads=2)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from embedrt import Encoder
 from embedrt.config import PoolingMode
 from embedrt.pooling import normalize, pool

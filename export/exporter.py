@@ -11,6 +11,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
+
 from embedrt.config import ModelConfig
 from embedrt.export.onnx_files import (
     INPUT_NAMES,

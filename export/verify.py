@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
 from embedrt.export.parity import ParityFigures, StsPairs, compare
 from embedrt.manifest import MANIFEST_NAME, Manifest
 
@@ -54,8 +55,9 @@ class VerifyReport:
 
 def verify(model_dir: str | Path, sts_file: str | Path | None = None, source: str | Path | None = None) -> VerifyReport:
     """Embed the STS sentences with every exported variant and with sentence-transformers on the CPU."""
-    from embedrt import Encoder
     from sentence_transformers import SentenceTransformer
+
+    from embedrt import Encoder
 
     root = Path(model_dir)
     manifest = Manifest.from_file(root / MANIFEST_NAME)

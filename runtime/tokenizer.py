@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from embedrt import _unicode_tables as _tables
 
 __all__ = ["Tokenizer", "TokenizerConfig", "TokenizerError"]

@@ -9,6 +9,7 @@ import sys
 import numpy as np
 import pytest
 from conftest import MODEL_CARD_SENTENCES
+
 from embedrt import Encoder
 from embedrt.cli import main
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 from conftest import clone_dir, edit_json
+
 from embedrt.config import ModelConfig, PoolingConfig, PoolingMode, SimilarityFn
 
 

@@ -8,6 +8,7 @@ import threading
 import numpy as np
 import pytest
 from conftest import MODEL_CARD_SENTENCES, clone_dir, drop_normalize, edit_json, reference_encode
+
 from embedrt import Encoder
 
 TEXTS = [
@@ -55,6 +56,19 @@ def test_single_string_empty_list_and_order(tiny):
     reversed_batch = tiny.encode(TEXTS[::-1], batch_size=3)
     np.testing.assert_allclose(reversed_batch[::-1], batch, atol=1e-6)
     assert tiny.encode(tuple(TEXTS)).shape == batch.shape
+
+
+def test_token_budget_splits_long_batches_without_changing_results(tiny_export):
+    texts = ["word " * n for n in (60, 3, 45, 1, 20, 60, 7)]
+    expected = Encoder.load(tiny_export, max_batch_tokens=10**6).encode(texts, batch_size=7)
+    encoder = Encoder.load(tiny_export, max_batch_tokens=64)
+    calls = []
+    run = encoder._run_batch
+    encoder._run_batch = lambda ids, prompt_length: calls.append(len(ids)) or run(ids, prompt_length)
+    np.testing.assert_allclose(encoder.encode(texts, batch_size=7), expected, atol=1e-6)
+    assert calls == [1, 1, 1, 2, 2]  # widths 62, 62, 47, then 22 + 9, then 5 + 3 (<= 64 tokens a call)
+    with pytest.raises(ValueError, match="max_batch_tokens"):
+        Encoder.load(tiny_export, max_batch_tokens=0)
 
 
 def test_properties(tiny, tiny_model_dir):

@@ -8,6 +8,7 @@ import shutil
 import onnx
 import pytest
 from conftest import clone_dir, drop_normalize, edit_json
+
 from embedrt.export import ParityError, export
 from embedrt.export import exporter as exporter_module
 

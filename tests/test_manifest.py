@@ -6,6 +6,7 @@ import json
 import shutil
 
 import pytest
+
 from embedrt import Encoder
 from embedrt.manifest import Manifest, Variant
 

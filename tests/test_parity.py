@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from conftest import MODEL_CARD_SENTENCES, clone_dir, drop_normalize, reference_encode
+
 from embedrt import Encoder
 from embedrt.export.parity import compare
 
@@ -79,8 +80,9 @@ def test_without_normalize_on_sts(minilm_dir, minilm_export, sts_pairs, tmp_path
 
 def test_new_format_save_has_the_same_parity(minilm_dir, minilm_export, sts_pairs, reference, tmp_path):
     """The packaged model re-saved by the installed sentence-transformers (new format) exports the same."""
-    from embedrt.export import export
     from sentence_transformers import SentenceTransformer
+
+    from embedrt.export import export
 
     saved = tmp_path / "saved"
     SentenceTransformer(str(minilm_dir), device="cpu").save(str(saved))

@@ -5,9 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from sentence_transformers.models import Normalize, Pooling
+
 from embedrt.config import PoolingMode
 from embedrt.pooling import exclude_prompt, normalize, pool
-from sentence_transformers.models import Normalize, Pooling
 
 
 def _batch(seed: int = 0, batch: int = 5, seq: int = 9, dim: int = 16):

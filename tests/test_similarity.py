@@ -5,11 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from sentence_transformers.util import quantize_embeddings
+from sentence_transformers.util import similarity as st_similarity
+
 from embedrt.config import SimilarityFn
 from embedrt.precision import Precision, quantize
 from embedrt.similarity import SIMILARITY
-from sentence_transformers.util import quantize_embeddings
-from sentence_transformers.util import similarity as st_similarity
 
 
 @pytest.fixture

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from embedrt.tokenizer import Tokenizer, TokenizerError
 
 REPO = Path(__file__).resolve().parent.parent

@@ -1,0 +1,44 @@
+"""Smoke run of benchmarks/ on the tiny model: the code paths work; no timing is asserted."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+from conftest import REPO
+
+
+def test_micro_benchmarks_run_once(tiny_export):
+    env = {**os.environ, "EMBEDRT_BENCH_MODEL": str(tiny_export)}
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "benchmarks", "--benchmark-disable", "-q", "-p", "no:cacheprovider"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "5 passed" in result.stdout
+
+
+def test_compare_worker_and_report(tiny_export, tmp_path, monkeypatch):
+    from benchmarks import compare, report
+
+    monkeypatch.setattr(compare, "EMBEDRT_DIR", tiny_export)
+    monkeypatch.setattr(compare, "LATENCY_CALLS", 5)
+    figures = compare.worker("embedrt-int8", threads=1, t0=0.0)
+    assert figures["sts_sentences_per_s"] > 0 and figures["peak_rss_mb"] > 0
+    results = {
+        "machine": compare.machine(),
+        "threads": 1,
+        "rounds": 1,
+        "sts_tokens": compare.sts_token_count(),
+        "gemm_gflops": compare.gemm_worker(1)["gemm_gflops"],
+        "fp32_roof_seconds": 1.0,
+        "systems": {"embedrt-int8": figures, "st-torch": figures, "fastembed": {"error": "not installed"}},
+    }
+    report.write_report(results, tmp_path)
+    table = (tmp_path / "compare.md").read_text()
+    assert "| embedrt-int8 |" in table and "not run: not installed" in table
+    assert (tmp_path / "compare.png").stat().st_size > 1000

@@ -87,7 +87,7 @@ def export(
         plain, fused = Path(tmp) / "plain.onnx", Path(tmp) / "fused.onnx"
         with steps("export the BertModel to ONNX and fuse the graph"):
             export_plain(source, plain, allow_pickle)
-            fused_recipe = write_fp32(plain, fused, **sizes) if {Variant.FP32, Variant.FP16} & set(chosen) else ""
+            fused_recipe = write_fp32(plain, fused, **sizes)
         for variant in chosen:
             with steps(f"write and check {variant.file_name}"):
                 target = out_dir / variant.file_name
@@ -97,7 +97,7 @@ def export(
                 elif variant is Variant.FP16:
                     recipe = write_fp16(fused, target)
                 else:
-                    recipe = write_int8(plain, target)
+                    recipe = write_int8(fused, target)
                 manifest = _record(manifest, out_dir, variant, recipe, {})
                 figures = _check(out_dir, variant, reference)
                 manifest = _record(manifest, out_dir, variant, recipe, figures)

@@ -19,6 +19,19 @@ from typing import Any
 _NO_LIMIT = int(1e30)
 
 
+class Choice(str, Enum):
+    """A closed set of string options, parsed with an error that lists them."""
+
+    @classmethod
+    def parse(cls, value: str | Choice) -> Any:
+        """The member for ``value``, or a ValueError naming the value and the valid options."""
+        try:
+            return cls(value)
+        except ValueError:
+            options = ", ".join(member.value for member in cls)
+            raise ValueError(f"unknown {cls.__name__.lower()} {value!r}; expected one of {options}") from None
+
+
 class PoolingMode(str, Enum):
     """Pooling strategies of sentence-transformers' Pooling module, in its concatenation order."""
 

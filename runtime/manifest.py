@@ -5,31 +5,21 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import asdict, dataclass, field
-from enum import Enum
 from pathlib import Path
 from typing import Any
 
-from embedrt.config import read_json
+from embedrt.config import Choice, read_json
 
 MANIFEST_NAME = "manifest.json"
 FORMAT_VERSION = 1
 
 
-class Variant(str, Enum):
+class Variant(Choice):
     """The ONNX files an export can write."""
 
     FP32 = "fp32"
     FP16 = "fp16"
     INT8 = "int8"
-
-    @classmethod
-    def parse(cls, value: str | Variant) -> Variant:
-        """Parse a user-given variant name with an error listing the valid ones."""
-        try:
-            return cls(value)
-        except ValueError:
-            options = ", ".join(v.value for v in cls)
-            raise ValueError(f"unknown variant {value!r}; expected one of {options}") from None
 
     @property
     def file_name(self) -> str:

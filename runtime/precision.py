@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from enum import Enum
-
 import numpy as np
 
+from embedrt.config import Choice
 
-class Precision(str, Enum):
+
+class Precision(Choice):
     """Output precisions of ``Encoder.encode``."""
 
     FLOAT32 = "float32"
@@ -15,15 +15,6 @@ class Precision(str, Enum):
     UINT8 = "uint8"
     BINARY = "binary"
     UBINARY = "ubinary"
-
-    @classmethod
-    def parse(cls, value: str | Precision) -> Precision:
-        """Parse a user-given precision with an error listing the valid ones."""
-        try:
-            return cls(value)
-        except ValueError:
-            options = ", ".join(p.value for p in cls)
-            raise ValueError(f"unknown precision {value!r}; expected one of {options}") from None
 
 
 def quantize(embeddings: np.ndarray, precision: Precision) -> np.ndarray:

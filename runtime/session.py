@@ -2,29 +2,22 @@
 
 from __future__ import annotations
 
-from enum import Enum
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-CUDA = "CUDAExecutionProvider"
-CPU = "CPUExecutionProvider"
+from embedrt.config import Choice
+
+CUDA_PROVIDER = "CUDAExecutionProvider"
+CPU_PROVIDER = "CPUExecutionProvider"
 
 
-class Device(str, Enum):
+class Device(Choice):
     """Where the model runs: ``auto`` takes CUDA when onnxruntime has it, else the CPU."""
 
     CPU = "cpu"
     CUDA = "cuda"
     AUTO = "auto"
-
-    @classmethod
-    def parse(cls, value: str | Device) -> Device:
-        """Parse a user-given device with an error listing the valid ones."""
-        try:
-            return cls(value)
-        except ValueError:
-            raise ValueError(f"unknown device {value!r}; expected one of cpu, cuda, auto") from None
 
 
 def import_onnxruntime() -> ModuleType:
@@ -43,8 +36,8 @@ def resolve_device(device: Device) -> Device:
     """Turn ``auto`` into cpu or cuda; refuse cuda when this onnxruntime build cannot use it."""
     available = import_onnxruntime().get_available_providers()
     if device is Device.AUTO:
-        return Device.CUDA if CUDA in available else Device.CPU
-    if device is Device.CUDA and CUDA not in available:
+        return Device("cuda" if CUDA_PROVIDER in available else "cpu")
+    if device is Device.CUDA and CUDA_PROVIDER not in available:
         raise RuntimeError(
             f"device='cuda' but onnxruntime offers only {available}; install 'embedrt[gpu]' "
             "(onnxruntime-gpu) with a matching CUDA, or use device='cpu' or 'auto'"
@@ -73,12 +66,12 @@ def session_options(threads: int | None) -> Any:
 def create_session(path: Path, device: Device, threads: int | None) -> Any:
     """An InferenceSession on ``device`` (cpu or cuda) for a verified model file."""
     ort = import_onnxruntime()
-    providers = [CUDA, CPU] if device is Device.CUDA else [CPU]
+    providers = [CUDA_PROVIDER, CPU_PROVIDER] if device is Device.CUDA else [CPU_PROVIDER]
     try:
         session = ort.InferenceSession(str(path), sess_options=session_options(threads), providers=providers)
     except Exception as exc:  # onnxruntime raises its own exception types for bad files
         raise ValueError(f"onnxruntime cannot load {path}: {exc}") from exc
-    if device is Device.CUDA and session.get_providers()[0] != CUDA:
+    if device is Device.CUDA and session.get_providers()[0] != CUDA_PROVIDER:
         raise RuntimeError(
             f"onnxruntime did not start the CUDA provider for {path} (got {session.get_providers()}); "
             "check the CUDA and cuDNN libraries that onnxruntime-gpu needs"

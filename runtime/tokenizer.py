@@ -420,11 +420,6 @@ class Tokenizer:
         """
         return self.pad(self.encode_batch(texts, max_length))
 
-    def lengths(self, texts: Sequence[str], max_length: int) -> list[int]:
-        """Token count of each text including [CLS]/[SEP], after truncation to ``max_length``."""
-        keep = _check_max_length(max_length) - 2
-        return [min(len(self._encode(t)), keep) + 2 for t in check_texts(texts)]
-
     def _encode(self, text: str) -> list[int]:
         if self._special_re is None:
             return self._encode_segment(text)

@@ -1,8 +1,7 @@
-"""Write the ONNX variants: the plain torch export, the BERT-fused fp32 graph, fp16 and dynamic int8."""
+"""Write the ONNX variants: the plain torch export, the BERT-fused fp32 graph, and fp16 (int8 is in int8.py)."""
 
 from __future__ import annotations
 
-import logging
 import warnings
 from pathlib import Path
 
@@ -70,37 +69,6 @@ def write_fp16(fp32: Path, out_file: Path) -> str:
     model.convert_float_to_float16(keep_io_types=True)
     model.save_model_to_file(str(out_file))
     return "fused fp32 graph converted to fp16 (float32 inputs/outputs)"
-
-
-def write_int8(fused: Path, out_file: Path) -> str:
-    """Dynamic int8 of the fused graph: QAttention, QEmbedLayerNormalization (int8 embedding table), MatMulInteger.
-
-    Measured on sts-test vs PyTorch (Spearman reference 82.03): this recipe 22.8 MB, min cosine 0.964, p1 0.974,
-    Spearman 82.03. The plain graph with the same settings: 58.7 MB (fp32 embedding table), 0.961 / 0.972 / 81.92.
-    Per-tensor weights: min 0.81, Spearman 81.68; reduce_range without per-channel: min 0.55.
-    """
-    import onnx
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-
-    root = logging.getLogger()
-    level = root.level
-    root.setLevel(logging.ERROR)  # the quantizer logs a generic "consider pre-processing" warning per call
-    try:
-        quantize_dynamic(
-            str(fused),
-            str(out_file),
-            weight_type=QuantType.QInt8,
-            per_channel=True,
-            reduce_range=True,
-            # Shape inference cannot type the outputs of the fused contrib ops; they are all float.
-            extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
-        )
-    finally:
-        root.setLevel(level)
-    return (
-        "onnxruntime quantize_dynamic of the fused graph: QInt8 per-channel 7-bit (reduce_range) weights, "
-        "QAttention, QEmbedLayerNormalization, MatMulInteger"
-    )
 
 
 def _fusions(stats: dict[str, int]) -> str:

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
+# The STS benchmark as this repository's CI and sessions see it (../shared beside the checkout).
+STS_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "stsbenchmark"
 # A fixed, varied set: short and long, punctuation, accents, CJK, numbers, special-token text.
 CHECK_SENTENCES = (
     "The weather is lovely today.",

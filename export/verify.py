@@ -7,11 +7,10 @@ from pathlib import Path
 
 import numpy as np
 
-from embedrt.export.parity import ParityFigures, StsPairs, compare
+from embedrt.export.parity import STS_DIR, ParityFigures, StsPairs, compare
 from embedrt.manifest import MANIFEST_NAME, Manifest
 
-# The STS benchmark as this repository's CI and sessions see it (../shared beside the checkout).
-DEFAULT_STS = Path(__file__).resolve().parents[2] / "shared" / "data" / "stsbenchmark" / "sts-test.csv"
+DEFAULT_STS = STS_DIR / "sts-test.csv"
 
 
 @dataclass(frozen=True)

@@ -49,6 +49,13 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="load pytorch_model.bin when there is no model.safetensors (pickle files can run code)",
     )
+    exp.add_argument(
+        "--calibration",
+        type=Path,
+        default=None,
+        help="texts that calibrate int8's activation ranges: an STS csv or one text per line "
+        "(default: ../shared/data/stsbenchmark/sts-train.csv when present, else the built-in check sentences)",
+    )
     exp.set_defaults(run=_export)
 
     enc = sub.add_parser(
@@ -84,7 +91,9 @@ def _parser() -> argparse.ArgumentParser:
 def _export(args: argparse.Namespace) -> int:
     from embedrt.export import export
 
-    out = export(args.src, args.out, variants=args.variants, allow_pickle=args.allow_pickle)
+    out = export(
+        args.src, args.out, variants=args.variants, allow_pickle=args.allow_pickle, calibration=args.calibration
+    )
     print(f"exported to {out}")
     return 0
 

@@ -45,8 +45,11 @@ def test_manifest_contents(tiny_export, tiny_model_dir):
 def test_fp32_graph_is_fused(tiny_export):
     ops = {node.op_type for node in onnx.load(str(tiny_export / "model.fp32.onnx")).graph.node}
     assert {"Attention", "SkipLayerNormalization"} <= ops
-    int8_ops = {node.op_type for node in onnx.load(str(tiny_export / "model.int8.onnx")).graph.node}
-    assert "MatMulInteger" in int8_ops
+    int8 = onnx.load(str(tiny_export / "model.int8.onnx")).graph
+    assert {"MatMulIntegerToFloat", "QuantizeLinear"} <= {node.op_type for node in int8.node}
+    weights = {i.name for i in int8.initializer}
+    # Only the activation-by-activation products of attention stay float.
+    assert not [n.name for n in int8.node if n.op_type == "MatMul" and set(n.input) & weights]
 
 
 def test_export_without_normalize_and_fp16(tiny_model_dir, tmp_path):

@@ -100,11 +100,11 @@ def export(
                     shutil.copyfile(fused, target)
                     recipe = fused_recipe
                 elif variant is Variant.FP16:
-                    recipe = write_fp16(fused, target)
+                    recipe = write_fp16(plain, target, **sizes)
                 else:
                     texts, origin = calibration_set
                     ranges = calibrate(plain, texts, origin, out_dir, config.max_seq_length)
-                    recipe = write_int8(plain, target, ranges)
+                    recipe = write_int8(plain, target, ranges, sizes["num_heads"])
                 manifest = _record(manifest, out_dir, variant, recipe, {})
                 figures = _check(out_dir, variant, reference)
                 manifest = _record(manifest, out_dir, variant, recipe, figures)

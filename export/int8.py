@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from embedrt.export.fusion import fuse_attention
 from embedrt.export.parity import CHECK_SENTENCES, STS_DIR, StsPairs
 
 if TYPE_CHECKING:
@@ -119,11 +120,14 @@ def calibrate(
     return Calibration(absmax, len(texts), tokens, source)
 
 
-def write_int8(plain: Path, out_file: Path, calibration: Calibration, alphas: Mapping[Site, float] = ALPHAS) -> str:
+def write_int8(
+    plain: Path, out_file: Path, calibration: Calibration, num_heads: int, alphas: Mapping[Site, float] = ALPHAS
+) -> str:
     """Quantize the plain graph with this module's recipe; return the recipe text for manifest.json."""
     import onnx
 
     model = onnx.load(str(plain))
+    fused = fuse_attention(model, num_heads)
     _Rewriter(model, calibration.absmax, alphas).run()
     onnx.checker.check_model(model)
     onnx.save(model, str(out_file))
@@ -132,7 +136,8 @@ def write_int8(plain: Path, out_file: Path, calibration: Calibration, alphas: Ma
         + ", ".join(f"{site.value} alpha {alpha}" for site, alpha in alphas.items())
         + f") calibrated on {calibration.sentences} texts of {calibration.source} ({calibration.tokens} tokens), "
         "GELU outputs shifted and unsigned, "
-        "per-channel symmetric int8 weights, int8 word embeddings with per-row scales, MatMulIntegerToFloat"
+        "per-channel symmetric int8 weights, int8 word embeddings with per-row scales, MatMulIntegerToFloat, "
+        f"MultiHeadAttention x{fused}"
     )
 
 
@@ -162,6 +167,10 @@ class _Rewriter:
         self.alphas = alphas
         self.weights = {i.name: numpy_helper.to_array(i) for i in self.graph.initializer}
         self.producers = {out: n for n in self.graph.node for out in n.output}
+        self.consumers: dict[str, list[NodeProto]] = {}
+        for node in self.graph.node:
+            for name in node.input:
+                self.consumers.setdefault(name, []).append(node)
         self.new_initializers: list[TensorProto] = []
         self.quantized: dict[str, _Quantized] = {}
 
@@ -259,17 +268,18 @@ class _Rewriter:
                 helper.make_node("ReduceMax", [p + "/abs"], [p + "/max"], axes=[-1], keepdims=1),
             ]
             shift, levels, zero_point = None, 127.0, np.uint8(128)
+        # x / rowmax is quantized with the constant scale 1 / levels; the 1 / levels goes into the weight scales,
+        # so the product is scaled back by rowmax alone (one node fewer per activation).
         nodes += [
-            helper.make_node("Mul", [p + "/max", self._const(p + "/per_level", np.float32(1.0 / levels))], [p + "/s0"]),
-            helper.make_node("Max", [p + "/s0", self._const(p + "/eps", np.float32(_EPS))], [p + "/scale"]),
+            helper.make_node("Max", [p + "/max", self._const(p + "/eps", np.float32(_EPS))], [p + "/scale"]),
             helper.make_node("Div", [source, p + "/scale"], [p + "/scaled"]),
             helper.make_node(
                 "QuantizeLinear",
-                [p + "/scaled", self._const(p + "/one", np.float32(1.0)), self._const(p + "/zp", zero_point)],
+                [p + "/scaled", self._const(p + "/step", np.float32(1.0 / levels)), self._const(p + "/zp", zero_point)],
                 [p + "/q"],
             ),
         ]
-        self.quantized[x] = _Quantized(p + "/q", p + "/scale", p + "/zp", smooth, shift)
+        self.quantized[x] = _Quantized(p + "/q", p + "/scale", p + "/zp", levels, smooth, shift)
         return nodes, self.quantized[x]
 
     def _width(self, x: str, smooth: np.ndarray | None) -> int:
@@ -290,6 +300,12 @@ class _Rewriter:
         w_q, w_scale = quantize_columns(w)
         p = n.name or n.output[0]
         out = n.output[0] if len(group) == 1 else p + "/joined"
+        correction = None
+        if q.shift is not None:
+            # (x + shift) W - shift W = x W, with W as quantized so the shift cancels exactly.
+            correction = -(q.shift @ (w_q.astype(np.float32) * w_scale)).astype(np.float32)
+            if self._absorb_into_bias(out, correction):
+                correction = None
         nodes += [
             helper.make_node(
                 "MatMulIntegerToFloat",
@@ -297,23 +313,33 @@ class _Rewriter:
                     q.name,
                     self._const(p + "/w_int8", w_q),
                     self._const(p + "/one", np.float32(1.0)),
-                    self._const(p + "/w_scale", w_scale),
+                    self._const(p + "/w_scale", w_scale / np.float32(q.levels)),
                     q.zero_point,
                 ],
                 [p + "/unscaled"],
                 domain="com.microsoft",
             ),
-            helper.make_node("Mul", [p + "/unscaled", q.scale], [out if q.shift is None else p + "/shifted"]),
+            helper.make_node("Mul", [p + "/unscaled", q.scale], [out if correction is None else p + "/shifted"]),
         ]
-        if q.shift is not None:
-            # (x + shift) W - shift W = x W, with W as quantized so the shift cancels exactly.
-            correction = -(q.shift @ (w_q.astype(np.float32) * w_scale)).astype(np.float32)
+        if correction is not None:
             nodes.append(helper.make_node("Add", [p + "/shifted", self._const(p + "/shift_out", correction)], [out]))
         if len(group) > 1:
             sizes = np.array([part.shape[1] for part in parts], np.int64)
             outputs = [g.output[0] for g in group]
             nodes.append(helper.make_node("Split", [out, self._const(p + "/sizes", sizes)], outputs, axis=-1))
         return nodes
+
+    def _absorb_into_bias(self, out: str, constant: np.ndarray) -> bool:
+        """Add ``constant`` to the bias that ``out`` flows into, when ``out`` feeds only that bias Add."""
+        users = self.consumers.get(out, [])
+        if len(users) != 1 or users[0].op_type != "Add":
+            return False
+        add = users[0]
+        biases = [i for i in add.input if i in self.weights and self.weights[i].shape == constant.shape]
+        if len(biases) != 1 or len(self.consumers[biases[0]]) != 1:
+            return False
+        add.input[list(add.input).index(biases[0])] = self._const(out + "/bias", self.weights[biases[0]] + constant)
+        return True
 
     def _gather(self, n: NodeProto) -> list[NodeProto]:
         from onnx import TensorProto, helper
@@ -335,5 +361,6 @@ class _Quantized:
     name: str
     scale: str
     zero_point: str
+    levels: float
     smooth: np.ndarray | None
     shift: np.ndarray | None

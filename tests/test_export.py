@@ -44,7 +44,8 @@ def test_manifest_contents(tiny_export, tiny_model_dir):
 
 def test_fp32_graph_is_fused(tiny_export):
     ops = {node.op_type for node in onnx.load(str(tiny_export / "model.fp32.onnx")).graph.node}
-    assert {"Attention", "SkipLayerNormalization"} <= ops
+    # SkipLayerNormalization and EmbedLayerNormalization are left out on purpose: slower on the CPU.
+    assert {"Attention", "BiasGelu"} <= ops and not {"SkipLayerNormalization", "EmbedLayerNormalization"} & ops
     int8 = onnx.load(str(tiny_export / "model.int8.onnx")).graph
     assert {"MatMulIntegerToFloat", "QuantizeLinear"} <= {node.op_type for node in int8.node}
     weights = {i.name for i in int8.initializer}
@@ -59,6 +60,8 @@ def test_export_without_normalize_and_fp16(tiny_model_dir, tmp_path):
     manifest = json.loads((out / "manifest.json").read_text())
     assert list(manifest["variants"]) == ["fp32", "fp16"]
     assert manifest["variants"]["fp16"]["parity"].get("min_cosine", 1.0) >= 0.999
+    fp16_ops = {node.op_type for node in onnx.load(str(out / "model.fp16.onnx")).graph.node}
+    assert {"Attention", "SkipLayerNormalization", "EmbedLayerNormalization"} <= fp16_ops  # every fusion, for CUDA
 
 
 def test_old_format_tiny_model_exports(tiny_model_dir, tmp_path):

@@ -83,6 +83,10 @@ def _match(graph: GraphProto, softmax: NodeProto, num_heads: int) -> _Match | No
         for i in n.input:
             consumers.setdefault(i, []).append(n)
     weights = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
+    # torch stores equal parameters once (a fresh model's zero biases) and names the copies with Identity nodes.
+    weights.update(
+        {n.output[0]: weights[n.input[0]] for n in graph.node if n.op_type == "Identity" and n.input[0] in weights}
+    )
     constants = {
         n.output[0]: numpy_helper.to_array(n.attribute[0].t)
         for n in graph.node

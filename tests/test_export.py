@@ -47,7 +47,7 @@ def test_fp32_graph_is_fused(tiny_export):
     # SkipLayerNormalization and EmbedLayerNormalization are left out on purpose: slower on the CPU.
     assert {"Attention", "BiasGelu"} <= ops and not {"SkipLayerNormalization", "EmbedLayerNormalization"} & ops
     int8 = onnx.load(str(tiny_export / "model.int8.onnx")).graph
-    assert {"MatMulIntegerToFloat", "QuantizeLinear"} <= {node.op_type for node in int8.node}
+    assert {"MatMulIntegerToFloat", "QuantizeLinear", "MultiHeadAttention"} <= {node.op_type for node in int8.node}
     weights = {i.name for i in int8.initializer}
     # Only the activation-by-activation products of attention stay float.
     assert not [n.name for n in int8.node if n.op_type == "MatMul" and set(n.input) & weights]

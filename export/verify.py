@@ -21,6 +21,8 @@ class VariantReport:
     figures: ParityFigures | None
     spearman: float | None
     error: str = ""
+    recipe: str = ""
+    size_bytes: int = 0
 
 
 @dataclass(frozen=True)
@@ -49,6 +51,8 @@ class VerifyReport:
                 f"{row.variant:<8}{f.min_cosine:>10.6f}{f.p1_cosine:>10.6f}{f.mean_cosine:>10.6f}"
                 f"{f.max_abs_diff:>12.2e}{row.spearman:>10.2f}{row.spearman - self.reference_spearman:>+8.2f}"
             )
+        lines.append("recipes (from manifest.json):")
+        lines += [f"  {row.variant} ({row.size_bytes / 1e6:.1f} MB): {row.recipe}" for row in self.rows]
         return "\n".join(lines)
 
 
@@ -69,11 +73,12 @@ def verify(model_dir: str | Path, sts_file: str | Path | None = None, source: st
         )
     reference = np.asarray(SentenceTransformer(str(reference_dir), device="cpu").encode(sentences, batch_size=32))
     rows = []
-    for variant in manifest.variants:
+    for variant, info in manifest.variants.items():
+        about = {"recipe": info.recipe, "size_bytes": info.size_bytes}
         try:
             embeddings = Encoder.load(root, variant=variant, device="cpu").encode(sentences, batch_size=32)
         except ValueError as exc:
-            rows.append(VariantReport(variant.value, None, None, f"cannot run on the CPU: {exc}"))
+            rows.append(VariantReport(variant.value, None, None, f"cannot run on the CPU: {exc}", **about))
             continue
-        rows.append(VariantReport(variant.value, compare(reference, embeddings), pairs.spearman(embeddings)))
+        rows.append(VariantReport(variant.value, compare(reference, embeddings), pairs.spearman(embeddings), **about))
     return VerifyReport(Path(sts_file or DEFAULT_STS), len(sentences), pairs.spearman(reference), tuple(rows))

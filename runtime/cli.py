@@ -124,6 +124,8 @@ def _verify(args: argparse.Namespace) -> int:
                 "variant": r.variant,
                 "spearman": r.spearman,
                 "error": r.error,
+                "recipe": r.recipe,
+                "size_bytes": r.size_bytes,
                 **(r.figures.as_dict() if r.figures else {}),
             }
             for r in report.rows

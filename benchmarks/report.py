@@ -47,6 +47,13 @@ def markdown(report: dict) -> str:
         f"{report['fp32_roof_seconds']:.2f} s; embedrt fp32 reaches "
         f"{100 * report.get('embedrt_fp32_fraction_of_roof', float('nan')):.0f}% of that roof end to end.",
     ]
+    fp32, int8 = systems.get("embedrt-fp32", {}), systems.get("embedrt-int8", {})
+    if "sts_sentences_per_s" in fp32 and "sts_sentences_per_s" in int8:
+        lines += [
+            "",
+            f"embedrt int8 / embedrt fp32 in this run: {int8['sts_sentences_per_s'] / fp32['sts_sentences_per_s']:.2f}x "
+            f"STS sentences/s, {int8['passages_per_s'] / fp32['passages_per_s']:.2f}x passages/s.",
+        ]
     return "\n".join(lines) + "\n"
 
 

@@ -49,10 +49,11 @@ def markdown(report: dict) -> str:
     ]
     fp32, int8 = systems.get("embedrt-fp32", {}), systems.get("embedrt-int8", {})
     if "sts_sentences_per_s" in fp32 and "sts_sentences_per_s" in int8:
+        sts = int8["sts_sentences_per_s"] / fp32["sts_sentences_per_s"]
+        passages = int8["passages_per_s"] / fp32["passages_per_s"]
         lines += [
             "",
-            f"embedrt int8 / embedrt fp32 in this run: {int8['sts_sentences_per_s'] / fp32['sts_sentences_per_s']:.2f}x "
-            f"STS sentences/s, {int8['passages_per_s'] / fp32['passages_per_s']:.2f}x passages/s.",
+            f"embedrt int8 / embedrt fp32 in this run: {sts:.2f}x STS sentences/s, {passages:.2f}x passages/s.",
         ]
     return "\n".join(lines) + "\n"
 

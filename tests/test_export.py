@@ -122,3 +122,14 @@ def test_out_of_tolerance_variant_fails_the_export(tiny_model_dir, tmp_path, mon
     monkeypatch.setattr(exporter_module, "TOLERANCE", strict)
     with pytest.raises(ParityError, match=r"model\.int8\.onnx disagrees with the PyTorch reference: min cosine"):
         export(tiny_model_dir, tmp_path / "out", variants=["int8"], progress=False)
+
+
+def test_int8_calibration_file(tiny_model_dir, tmp_path):
+    texts = tmp_path / "calibration.txt"
+    texts.write_text("A man is playing a guitar.\nTwo dogs run across a snowy field.\n", encoding="utf-8")
+    out = export(tiny_model_dir, tmp_path / "out", variants="int8", calibration=texts, progress=False)
+    recipe = json.loads((out / "manifest.json").read_text())["variants"]["int8"]["recipe"]
+    assert "calibrated on 2 texts of calibration.txt" in recipe
+    with pytest.raises(FileNotFoundError, match=r"calibration file .*missing\.txt not found"):
+        export(tiny_model_dir, tmp_path / "out2", variants="int8", calibration=tmp_path / "missing.txt", progress=False)
+    assert not (tmp_path / "out2").exists()  # the bad file is reported before anything is written

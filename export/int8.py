@@ -61,6 +61,7 @@ DEFAULT_CALIBRATION = STS_DIR / "sts-train.csv"
 CALIBRATION_SIZE = 2048
 # Embedding tables at least this tall are stored int8 (the word embeddings); position and type tables stay fp32.
 _MIN_TABLE_ROWS = 1000
+_LAST_AXIS = "int8/last_axis"
 
 
 def calibration_texts(path: Path | None) -> tuple[list[str], str]:
@@ -184,17 +185,18 @@ class _Rewriter:
     def run(self) -> None:
         from onnx import helper
 
-        consumers: dict[str, list[np.ndarray]] = {}
-        for node in self.graph.node:
-            if self._is_weighted_matmul(node):
-                consumers.setdefault(node.input[0], []).append(self.weights[node.input[1]])
-        self.smooth = {x: self._smoothing(x, ws) for x, ws in consumers.items() if x in self.absmax}
-        # Activations whose 1/s is already in the weights that produce them (no Mul needed).
-        self.pre_smoothed = {x for x, s in self.smooth.items() if self._fold_into_value(x, s)}
-        groups: dict[str, list[NodeProto]] = {}
+        groups: dict[str, list[NodeProto]] = {}  # the weighted MatMuls that read each activation
         for node in self.graph.node:
             if self._is_weighted_matmul(node):
                 groups.setdefault(node.input[0], []).append(node)
+        self.smooth = {
+            x: self._smoothing(x, [self.weights[n.input[1]] for n in group])
+            for x, group in groups.items()
+            if x in self.absmax
+        }
+        # Activations whose 1/s is already in the weights that produce them (no Mul needed).
+        self.pre_smoothed = {x for x, s in self.smooth.items() if self._fold_into_value(x, s)}
+        self._const(_LAST_AXIS, np.array([-1], np.int64))
         nodes = []
         for node in self.graph.node:
             if self._is_weighted_matmul(node):
@@ -291,13 +293,13 @@ class _Rewriter:
                 shift = shift / smooth
             nodes += [
                 helper.make_node("Add", [source, self._const(p + "/shift", shift)], [p + "/shifted"]),
-                helper.make_node("ReduceMax", [p + "/shifted", self._axes()], [p + "/max"], keepdims=1),
+                helper.make_node("ReduceMax", [p + "/shifted", _LAST_AXIS], [p + "/max"], keepdims=1),
             ]
             source, levels, zero_point = p + "/shifted", 255.0, np.uint8(0)
         else:
             nodes += [
                 helper.make_node("Abs", [source], [p + "/abs"]),
-                helper.make_node("ReduceMax", [p + "/abs", self._axes()], [p + "/max"], keepdims=1),
+                helper.make_node("ReduceMax", [p + "/abs", _LAST_AXIS], [p + "/max"], keepdims=1),
             ]
             shift, levels, zero_point = None, 127.0, np.uint8(128)
         # One scale per row through QuantizeLinear's blocked form (opset 21; one block spans the row), which
@@ -320,11 +322,6 @@ class _Rewriter:
         self._const(p + "/zp", zero_point)
         self.quantized[x] = _Quantized(p + "/q", p + "/step", p + "/zp", smooth, shift)
         return nodes, self.quantized[x]
-
-    def _axes(self) -> str:
-        if not any(i.name == "int8/last_axis" for i in self.new_initializers):
-            self._const("int8/last_axis", np.array([-1], np.int64))
-        return "int8/last_axis"
 
     def _matmul(self, group: list[NodeProto]) -> list[NodeProto]:
         """One int8 product for all MatMuls that read the same activation (Q, K and V), split afterwards."""

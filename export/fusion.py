@@ -40,7 +40,8 @@ def fuse_attention(model: ModelProto, num_heads: int) -> int:
     graph = model.graph
     if MASK_INPUT not in {i.name for i in graph.input}:
         return 0
-    matches = [m for s in graph.node if s.op_type == "Softmax" for m in [_match(graph, s, num_heads)] if m]
+    index = _Index.of(graph)
+    matches = [m for s in graph.node if s.op_type == "Softmax" for m in [_match(index, s, num_heads)] if m]
     if not matches:
         return 0
     produced_by_mha = {m.context for m in matches}
@@ -73,25 +74,40 @@ def _use_contrib_domain(model: ModelProto) -> None:
         model.opset_import.append(helper.make_opsetid("com.microsoft", 1))
 
 
-def _match(graph: GraphProto, softmax: NodeProto, num_heads: int) -> _Match | None:
-    """The Q/K/V/context tensors around one traced attention softmax, or None when the pattern differs."""
-    from onnx import numpy_helper
+@dataclass(frozen=True)
+class _Index:
+    """Lookups over a graph, built once per fusion pass."""
 
-    producers = {o: n for n in graph.node for o in n.output}
-    consumers: dict[str, list[NodeProto]] = {}
-    for n in graph.node:
-        for i in n.input:
-            consumers.setdefault(i, []).append(n)
-    weights = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
-    # torch stores equal parameters once (a fresh model's zero biases) and names the copies with Identity nodes.
-    weights.update(
-        {n.output[0]: weights[n.input[0]] for n in graph.node if n.op_type == "Identity" and n.input[0] in weights}
-    )
-    constants = {
-        n.output[0]: numpy_helper.to_array(n.attribute[0].t)
-        for n in graph.node
-        if n.op_type == "Constant" and n.attribute[0].name == "value"
-    }
+    producers: dict[str, NodeProto]
+    consumers: dict[str, list[NodeProto]]
+    small: dict[str, np.ndarray]  # biases and scalars: 0-D/1-D initializers, their Identity copies, Constants
+
+    @classmethod
+    def of(cls, graph: GraphProto) -> _Index:
+        from onnx import numpy_helper
+
+        consumers: dict[str, list[NodeProto]] = {}
+        for n in graph.node:
+            for i in n.input:
+                consumers.setdefault(i, []).append(n)
+        small = {i.name: numpy_helper.to_array(i) for i in graph.initializer if len(i.dims) <= 1}
+        # torch stores equal parameters once (a fresh model's zero biases) and names the copies with Identity nodes.
+        small.update(
+            {n.output[0]: small[n.input[0]] for n in graph.node if n.op_type == "Identity" and n.input[0] in small}
+        )
+        small.update(
+            {
+                n.output[0]: numpy_helper.to_array(n.attribute[0].t)
+                for n in graph.node
+                if n.op_type == "Constant" and n.attribute[0].name == "value"
+            }
+        )
+        return cls({o: n for n in graph.node for o in n.output}, consumers, small)
+
+
+def _match(index: _Index, softmax: NodeProto, num_heads: int) -> _Match | None:
+    """The Q/K/V/context tensors around one traced attention softmax, or None when the pattern differs."""
+    producers, consumers, weights = index.producers, index.consumers, index.small
 
     def op(name: str, op_type: str) -> NodeProto | None:
         node = producers.get(name)
@@ -128,7 +144,7 @@ def _match(graph: GraphProto, softmax: NodeProto, num_heads: int) -> _Match | No
     if q is None or k is None or v is None or merged is None:
         return None
     head_size = len(q[1]) // num_heads
-    divisor = constants.get(div.input[1], weights.get(div.input[1]))  # type: ignore[union-attr]
+    divisor = weights.get(div.input[1])  # type: ignore[union-attr]
     if divisor is None or divisor.size != 1 or not math.isclose(float(divisor), math.sqrt(head_size), rel_tol=1e-5):
         return None
     return _Match(q[0], k[0], v[0], np.concatenate([q[1], k[1], v[1]]), merged.output[0])

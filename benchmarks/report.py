@@ -40,12 +40,16 @@ def markdown(report: dict) -> str:
         cells = [fmt.format(row[key]) for key, _, fmt in COLUMNS]
         ratio = f"{row['sts_sentences_per_s'] / torch_rate:.2f}" if torch_rate else "-"
         lines.append(f"| {name} | " + " | ".join(cells) + f" | {ratio} |")
+    roof = [f"{name} reaches {100 * share:.0f}%" for name, share in report.get("fraction_of_roof", {}).items()]
     lines += [
         "",
         f"fp32 GEMM roof: numpy sgemm at the encoder's shapes ran at {report['gemm_gflops']:.0f} GFLOP/s, so the "
         f"corpus' matrix products ({report['sts_tokens']:,} tokens x {21.2:.1f} MFLOP) take at least "
-        f"{report['fp32_roof_seconds']:.2f} s; embedrt fp32 reaches "
-        f"{100 * report.get('embedrt_fp32_fraction_of_roof', float('nan')):.0f}% of that roof end to end.",
+        f"{report['fp32_roof_seconds']:.2f} s; " + (" and ".join(roof) or "no embedrt fp32 row") + " of that roof "
+        "end to end.",
+        "",
+        "The -workers rows are the bulk configuration, `Encoder.load(..., threads=1, workers=N)`: a one-thread "
+        "session with N batches at once; the other embedrt rows run one batch at a time on N threads.",
     ]
     fp32, int8 = systems.get("embedrt-fp32", {}), systems.get("embedrt-int8", {})
     if "sts_sentences_per_s" in fp32 and "sts_sentences_per_s" in int8:

@@ -71,7 +71,13 @@ def _parser() -> argparse.ArgumentParser:
     enc.add_argument("--variant", default=None, help="fp32, fp16 or int8 (default: fp32 on CPU, fp16 on CUDA)")
     enc.add_argument("--device", default="cpu", help="cpu, cuda or auto (default: cpu)")
     enc.add_argument("--batch-size", type=int, default=32, help="texts per model call (default: 32)")
-    enc.add_argument("--threads", type=int, default=None, help="onnxruntime intra-op threads")
+    enc.add_argument("--threads", type=int, default=None, help="onnxruntime intra-op threads per batch")
+    enc.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="batches run at once (default: 1); for bulk files on the CPU, --threads 1 --workers <cores> is faster",
+    )
     enc.set_defaults(run=_encode)
 
     ver = sub.add_parser(
@@ -104,7 +110,9 @@ def _encode(args: argparse.Namespace) -> int:
     texts = list(args.texts) + (_read_texts(args.input) if args.input else [])
     if not texts:
         raise ValueError("no texts: give them as arguments or with --input FILE")
-    encoder = Encoder.load(args.model_dir, variant=args.variant, device=args.device, threads=args.threads)
+    encoder = Encoder.load(
+        args.model_dir, variant=args.variant, device=args.device, threads=args.threads, workers=args.workers
+    )
     embeddings = encoder.encode(texts, batch_size=args.batch_size, show_progress_bar=len(texts) > 1000)
     if args.output:
         np.save(args.output, embeddings)

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +40,7 @@ class Encoder:
         variant: Variant,
         device: Device,
         max_batch_tokens: int = DEFAULT_MAX_BATCH_TOKENS,
+        workers: int = 1,
     ) -> None:
         self.model_dir = model_dir
         self.config = config
@@ -51,6 +53,9 @@ class Encoder:
         if not isinstance(max_batch_tokens, int) or max_batch_tokens < 1:
             raise ValueError(f"max_batch_tokens must be a positive integer, got {max_batch_tokens!r}")
         self.max_batch_tokens = max_batch_tokens
+        if not isinstance(workers, int) or workers < 1:
+            raise ValueError(f"workers must be a positive integer, got {workers!r}")
+        self.workers = workers
 
     @classmethod
     def load(
@@ -60,6 +65,7 @@ class Encoder:
         device: str | Device = "cpu",
         threads: int | None = None,
         max_batch_tokens: int = DEFAULT_MAX_BATCH_TOKENS,
+        workers: int = 1,
     ) -> Encoder:
         """Load an export directory.
 
@@ -70,6 +76,9 @@ class Encoder:
             threads: intra-op threads of the session; None lets onnxruntime use one per physical core.
             max_batch_tokens: cap on padded tokens per onnxruntime call; a batch holds at most
                 ``batch_size`` texts and, for long texts, fewer, since attention cost grows with length squared.
+            workers: batches run at once, each on its own thread sharing the session. For bulk throughput
+                on the CPU, ``threads=1, workers=<cores>`` beats one batch at a time on all cores, but a single
+                text then runs on one core (see the README's Performance section).
 
         """
         root = Path(model_dir)
@@ -85,7 +94,7 @@ class Encoder:
         config = ModelConfig.from_dir(root)
         tokenizer = Tokenizer.from_dir(root, do_lower_case=config.transformer.do_lower_case)
         session = create_session(verified_path(root, info), resolved, threads)
-        return cls(root, config, tokenizer, session, chosen, resolved, max_batch_tokens)
+        return cls(root, config, tokenizer, session, chosen, resolved, max_batch_tokens, workers)
 
     @property
     def dimension(self) -> int:
@@ -159,21 +168,40 @@ class Encoder:
         if prompt:
             texts = [prompt + t for t in texts]
         ids = self.tokenizer.encode_batch(texts, self.max_seq_length)
-        # Longest first, so padding inside each batch stays small; results go back by index.
-        order = np.argsort([-len(row) for row in ids], kind="stable")
         out = np.empty((len(texts), self.dimension), dtype=np.float32)
         prompt_length = self._prompt_length(prompt)
         bar = Progress("encode", len(texts), enabled=progress)
+        batches = list(self._batches(ids, batch_size))
+        if self.workers == 1 or len(batches) == 1:
+            for index in batches:
+                out[index] = self._run_batch([ids[i] for i in index], prompt_length)
+                bar.update(len(index))
+            return out
+        with ThreadPoolExecutor(min(self.workers, len(batches)), thread_name_prefix="embedrt") as pool:
+            futures: dict[Future[np.ndarray], np.ndarray] = {
+                pool.submit(self._run_batch, [ids[i] for i in index], prompt_length): index for index in batches
+            }
+            try:
+                for future in as_completed(futures):
+                    index = futures[future]
+                    out[index] = future.result()
+                    bar.update(len(index))
+            except BaseException:
+                for future in futures:
+                    future.cancel()  # a failed batch (or Ctrl-C) stops the queued ones
+                raise
+        return out
+
+    def _batches(self, ids: list[list[int]], batch_size: int) -> Iterator[np.ndarray]:
+        """Row indices per onnxruntime call: longest first, so padding inside each batch stays small."""
+        order = np.argsort([-len(row) for row in ids], kind="stable")
         start = 0
-        while start < len(texts):
+        while start < len(ids):
             # Token budget: long rows make the attention matrices (rows x length^2) large and slow.
             width = len(ids[order[start]])
             size = min(batch_size, max(1, self.max_batch_tokens // width))
-            index = order[start : start + size]
-            out[index] = self._run_batch([ids[i] for i in index], prompt_length)
-            bar.update(len(index))
+            yield order[start : start + size]
             start += size
-        return out
 
     def _run_batch(self, ids: list[list[int]], prompt_length: int) -> np.ndarray:
         input_ids, attention_mask = self.tokenizer.pad(ids)

@@ -29,6 +29,8 @@ def test_compare_worker_and_report(tiny_export, tmp_path, monkeypatch):
     monkeypatch.setattr(compare, "LATENCY_CALLS", 5)
     figures = compare.worker("embedrt-int8", threads=1, t0=0.0)
     assert figures["sts_sentences_per_s"] > 0 and figures["peak_rss_mb"] > 0
+    bulk = compare.worker("embedrt-fp32-workers", threads=2, t0=0.0)
+    assert bulk["sts_sentences_per_s"] > 0
     results = {
         "machine": compare.machine(),
         "threads": 1,
@@ -36,9 +38,16 @@ def test_compare_worker_and_report(tiny_export, tmp_path, monkeypatch):
         "sts_tokens": compare.sts_token_count(),
         "gemm_gflops": compare.gemm_worker(1)["gemm_gflops"],
         "fp32_roof_seconds": 1.0,
-        "systems": {"embedrt-int8": figures, "st-torch": figures, "fastembed": {"error": "not installed"}},
+        "fraction_of_roof": {"embedrt-fp32-workers": 0.5},
+        "systems": {
+            "embedrt-int8": figures,
+            "embedrt-fp32-workers": bulk,
+            "st-torch": figures,
+            "fastembed": {"error": "not installed"},
+        },
     }
     report.write_report(results, tmp_path)
     table = (tmp_path / "compare.md").read_text()
     assert "| embedrt-int8 |" in table and "not run: not installed" in table
+    assert "embedrt-fp32-workers reaches 50% of that roof" in table
     assert (tmp_path / "compare.png").stat().st_size > 1000

@@ -21,7 +21,7 @@ def _run(*args: str) -> subprocess.CompletedProcess:
 HELP_WORDS = {
     "": ["export", "encode", "verify"],
     "export": ["--variants", "--out", "--allow-pickle"],
-    "encode": ["--input", "--output", "--variant"],
+    "encode": ["--input", "--output", "--variant", "--workers"],
     "verify": ["Spearman", "--sts", "--source"],
 }
 
@@ -52,6 +52,10 @@ def test_encode_input_files_to_npy(tiny_export, tmp_path):
         assert np.load(out).shape == (2, 32)
     expected = Encoder.load(tiny_export).encode(["plain string", "object text"])
     np.testing.assert_allclose(np.load(tmp_path / "in.jsonl.npy"), expected, atol=1e-6)
+    out = tmp_path / "workers.npy"
+    args = ["--input", str(tmp_path / "in.jsonl"), "--output", str(out), "--batch-size", "1"]
+    assert main(["encode", str(tiny_export), *args, "--threads", "1", "--workers", "2"]) == 0
+    np.testing.assert_allclose(np.load(out), expected, atol=1e-6)
 
 
 def test_errors_are_one_line_and_nonzero(tiny_export, tmp_path, capsys):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -69,6 +70,38 @@ def test_token_budget_splits_long_batches_without_changing_results(tiny_export):
     assert calls == [1, 1, 1, 2, 2]  # widths 62, 62, 47, then 22 + 9, then 5 + 3 (<= 64 tokens a call)
     with pytest.raises(ValueError, match="max_batch_tokens"):
         Encoder.load(tiny_export, max_batch_tokens=0)
+
+
+def test_workers_run_batches_at_once_and_keep_input_order(tiny_export, tiny_model_dir):
+    texts = [f"{t} number {i}" for i in range(20) for t in TEXTS]
+    encoder = Encoder.load(tiny_export, threads=1, workers=3)
+    names: set[str] = set()
+    run = encoder._run_batch
+    encoder._run_batch = lambda ids, prompt_length: (
+        names.add(threading.current_thread().name) or run(ids, prompt_length)
+    )
+    np.testing.assert_allclose(encoder.encode(texts, batch_size=4), reference_encode(tiny_model_dir, texts), atol=1e-5)
+    assert len(names) > 1 and all(name.startswith("embedrt") for name in names)
+    names.clear()
+    encoder.encode(texts[:3])  # one batch runs on the calling thread
+    assert names == {threading.current_thread().name}
+    with pytest.raises(ValueError, match="workers must be a positive integer, got 0"):
+        Encoder.load(tiny_export, workers=0)
+
+
+def test_a_failing_batch_stops_the_queued_ones(tiny_export):
+    encoder = Encoder.load(tiny_export, threads=1, workers=2)
+    calls = []
+
+    def fail(ids, prompt_length):
+        calls.append(len(ids))
+        time.sleep(0.01)
+        raise RuntimeError("batch failed")
+
+    encoder._run_batch = fail
+    with pytest.raises(RuntimeError, match="batch failed"):
+        encoder.encode(["text"] * 100, batch_size=2)
+    assert len(calls) < 50
 
 
 def test_properties(tiny, tiny_model_dir):

@@ -75,5 +75,5 @@ def test_verify_report(tiny_export, sts_test_file, capsys):
     assert set(rows) == {"fp32", "int8"}
     assert rows["fp32"]["min_cosine"] >= 0.99999 and rows["fp32"]["n"] == 2758
     assert abs(rows["fp32"]["spearman"] - report["reference_spearman"]) < 0.01
-    assert rows["int8"]["recipe"].startswith("embedrt int8: per-token dynamic int8 activations")
+    assert rows["int8"]["recipe"].startswith("embedrt int8: int8 activations with one calibrated step")
     assert rows["int8"]["size_bytes"] == (tiny_export / "model.int8.onnx").stat().st_size

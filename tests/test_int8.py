@@ -115,6 +115,67 @@ def test_zero_rows_stay_zero(tmp_path):
     np.testing.assert_allclose(got[0, 1], reference(x)[0, 1], atol=0.05)
 
 
+def _layer_norm_graph(tmp_path):
+    """x -> LayerNormalization -> MatMul W: a LayerNorm output read by a product, as Q/K/V and FFN1 read theirs."""
+    rng = np.random.default_rng(5)
+    gamma = np.ones(K, np.float32)
+    gamma[3] = 20.0  # an outlier channel, as LayerNorm outputs have
+    beta = rng.standard_normal(K).astype(np.float32) * 0.1
+    w = rng.standard_normal((K, HIDDEN)).astype(np.float32) * 0.3
+    inits = [numpy_helper.from_array(a, n) for a, n in ((gamma, "gamma"), (beta, "beta"), (w, "w"))]
+    nodes = [
+        helper.make_node("LayerNormalization", ["x", "gamma", "beta"], ["ln"], axis=-1, epsilon=1e-12),
+        helper.make_node("MatMul", ["ln", "w"], ["y"], name="dense"),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "layer_norm",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", "sequence", K])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", "sequence", HIDDEN])],
+        inits,
+    )
+    path = tmp_path / "layer_norm.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+
+    def layer_norm(x: np.ndarray) -> np.ndarray:
+        centered = x - x.mean(axis=-1, keepdims=True)
+        return centered / np.sqrt((centered**2).mean(axis=-1, keepdims=True) + 1e-12) * gamma + beta
+
+    return path, layer_norm, w
+
+
+def test_layer_norm_output_gets_one_calibrated_step(tmp_path):
+    plain, layer_norm, w = _layer_norm_graph(tmp_path)
+    x = np.random.default_rng(6).standard_normal((3, 7, K)).astype(np.float32)
+    x[1, 2] *= 15  # an outlier token before LayerNorm, which normalizes it away
+    calibration = Calibration({"ln": np.abs(layer_norm(x)).reshape(-1, K).max(axis=0)}, 3, 21, "test data")
+    write_int8(plain, tmp_path / "int8.onnx", calibration, num_heads=1)
+    graph = onnx.load(str(tmp_path / "int8.onnx")).graph
+    ops = [n.op_type for n in graph.node]
+    assert ops == ["LayerNormalization", "Mul", "QuantizeLinear", "MatMulIntegerToFloat"]  # no per-row step
+    expected = layer_norm(x) @ w
+    got = _run(tmp_path / "int8.onnx", x)
+    cos = row_cosines(expected.reshape(-1, HIDDEN), got.reshape(-1, HIDDEN))
+    assert cos.min() > 0.999, cos.min()
+
+
+def test_static_step_saturates_past_the_calibrated_range(tmp_path):
+    plain, layer_norm, _ = _layer_norm_graph(tmp_path)
+    x = np.random.default_rng(7).standard_normal((2, 5, K)).astype(np.float32)
+    # Calibrated on half the real range: a quarter of the values or so fall outside it.
+    calibration = Calibration({"ln": 0.5 * np.abs(layer_norm(x)).reshape(-1, K).max(axis=0)}, 2, 10, "test data")
+    write_int8(plain, tmp_path / "int8.onnx", calibration, num_heads=1)
+    c = {i.name: numpy_helper.to_array(i) for i in onnx.load(str(tmp_path / "int8.onnx")).graph.initializer}
+    inv_step = next(v for k, v in c.items() if k.endswith("/inv_step"))
+    step = next(v for k, v in c.items() if k.endswith("/step"))
+    w_int8, w_scale = c["dense/w_int8"], c["dense/w_scale"]
+    # Clipped to the uint8 range around the zero point 128, never wrapped around.
+    q = np.clip(np.rint(layer_norm(x) * inv_step), -128, 127)
+    assert np.abs(q).max() >= 127
+    expected = (q @ w_int8.astype(np.float32)) * step * w_scale
+    np.testing.assert_allclose(_run(tmp_path / "int8.onnx", x), expected, rtol=1e-5, atol=1e-5)
+
+
 def test_quantize_columns_round_trip():
     w = np.random.default_rng(4).standard_normal((64, 8)).astype(np.float32)
     w[:, 2] *= 100

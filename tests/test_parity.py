@@ -68,6 +68,16 @@ def test_int8_recipe_is_recorded(minilm_export):
     assert info.parity["min_cosine"] >= INT8_MIN_COSINE
 
 
+def test_int8_vector_does_not_depend_on_its_batch(minilm_export, sts_pairs):
+    # Activation steps are calibrated constants or per token, never per batch: a sentence embedded alone and
+    # among 63 others of other lengths gets the same vector (up to padding's rounding).
+    encoder = Encoder.load(minilm_export, variant="int8")
+    texts = sts_pairs.sentences[:64]
+    batch = encoder.encode(texts, batch_size=64)
+    alone = np.stack([encoder.encode(text) for text in texts])
+    assert np.sum(alone * batch, axis=1).min() > 0.99999
+
+
 def test_model_card_similarity_table(minilm_export):
     encoder = Encoder.load(minilm_export)
     emb = encoder.encode(MODEL_CARD_SENTENCES)

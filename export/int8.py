@@ -14,7 +14,8 @@ reach 28 where the median channel stays at 2), which set the scale for the whole
   the fp32 graph on 3,833 sts-train sentences: 0.996 / 0.998 / 82.02 (calibrated on the first 2,048
   sentences of sts-train.csv; on 2,048 interleaved pair sentences instead: 0.995 / 0.997 / 81.99);
 - then one calibrated step for the whole tensor where a LayerNorm output is read (Q/K/V and the FFN input):
-  0.994 / 0.997 / 82.02, and 9% more sentences/s and 8% less single-sentence time (4 fewer kernels a site: Abs, ReduceMax and two Muls).
+  0.994 / 0.997 / 82.02, and 9% more sentences/s and 8% less single-sentence time (4 fewer kernels a site:
+  Abs, ReduceMax and two Muls).
   Results stay independent of the batch. A per-tensor step computed at run time (DynamicQuantizeLinear) was as
   fast and as accurate on sts-test but made a text's vector depend on its batch (cosine down to 0.998 between a
   sentence alone and in a batch); a calibrated step for the attention context too dropped Spearman to 81.89.

@@ -171,26 +171,29 @@ class Encoder:
         out = np.empty((len(texts), self.dimension), dtype=np.float32)
         prompt_length = self._prompt_length(prompt)
         bar = Progress("encode", len(texts), enabled=progress)
-        batches = list(self._batches(ids, batch_size))
+        for index, pooled in self._run_batches(ids, list(self._batches(ids, batch_size)), prompt_length):
+            out[index] = pooled
+            bar.update(len(index))
+        return out
+
+    def _run_batches(
+        self, ids: list[list[int]], batches: list[np.ndarray], prompt_length: int
+    ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """(row indices, pooled rows) per batch: in order, or as they finish when ``workers`` > 1."""
         if self.workers == 1 or len(batches) == 1:
             for index in batches:
-                out[index] = self._run_batch([ids[i] for i in index], prompt_length)
-                bar.update(len(index))
-            return out
-        with ThreadPoolExecutor(min(self.workers, len(batches)), thread_name_prefix="embedrt") as pool:
+                yield index, self._run_batch([ids[i] for i in index], prompt_length)
+            return
+        with ThreadPoolExecutor(min(self.workers, len(batches)), thread_name_prefix="embedrt") as executor:
             futures: dict[Future[np.ndarray], np.ndarray] = {
-                pool.submit(self._run_batch, [ids[i] for i in index], prompt_length): index for index in batches
+                executor.submit(self._run_batch, [ids[i] for i in index], prompt_length): index for index in batches
             }
             try:
                 for future in as_completed(futures):
-                    index = futures[future]
-                    out[index] = future.result()
-                    bar.update(len(index))
-            except BaseException:
+                    yield futures[future], future.result()
+            finally:
                 for future in futures:
-                    future.cancel()  # a failed batch (or Ctrl-C) stops the queued ones
-                raise
-        return out
+                    future.cancel()  # after a failed batch (or Ctrl-C), the queued ones do not start
 
     def _batches(self, ids: list[list[int]], batch_size: int) -> Iterator[np.ndarray]:
         """Row indices per onnxruntime call: longest first, so padding inside each batch stays small."""

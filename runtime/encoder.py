@@ -197,6 +197,9 @@ class Encoder:
 
     def _batches(self, ids: list[list[int]], batch_size: int) -> Iterator[np.ndarray]:
         """Row indices per onnxruntime call: longest first, so padding inside each batch stays small."""
+        if len(ids) == 1:
+            yield np.zeros(1, dtype=np.intp)
+            return
         order = np.argsort([-len(row) for row in ids], kind="stable")
         start = 0
         while start < len(ids):

@@ -25,7 +25,8 @@ def pool(token_embeddings: np.ndarray, attention_mask: np.ndarray, modes: Sequen
 
 def normalize(embeddings: np.ndarray) -> np.ndarray:
     """L2-normalize rows, dividing by max(norm, 1e-12) like torch.nn.functional.normalize."""
-    norms = np.linalg.norm(embeddings, axis=1, keepdims=True)
+    # What np.linalg.norm computes for rows, without its argument handling (40 us per single-text call).
+    norms = np.sqrt((embeddings * embeddings).sum(axis=1, keepdims=True))
     return embeddings / np.maximum(norms, 1e-12)
 
 

@@ -378,6 +378,16 @@ def test_lone_surrogate(tok, ref):
         tok.tokenize_ids("\udfff")
 
 
+def test_single_text_matches_reference(tok, ref, sts_sentences):
+    # One text takes pad's no-padding path; it must give what the reference gives for a batch of one.
+    for text in [*sts_sentences[:20], "", "a " * 400]:
+        ids, mask = tok([text], MAX_SEQ_LENGTH)
+        ref_ids, ref_mask = ref_call(ref, [text])
+        assert ids.dtype == mask.dtype == np.int64 and ids.flags.c_contiguous
+        np.testing.assert_array_equal(ids, ref_ids)
+        np.testing.assert_array_equal(mask, ref_mask)
+
+
 def test_empty_batch_and_properties(tok, ref):
     ids, mask = tok([], MAX_SEQ_LENGTH)
     assert ids.shape == mask.shape == (0, 0)

@@ -153,10 +153,11 @@ class Encoder:
         embeddings = self._embed(texts, batch_size, prompt_text, show_progress_bar)
         if normalize_embeddings is None and self.config.normalize:
             embeddings = normalize(embeddings)  # the model's Normalize module, before truncation as in the reference
-        embeddings = embeddings[:, :dim]
+        if dim < self.dimension:
+            embeddings = np.ascontiguousarray(embeddings[:, :dim])
         if normalize_embeddings:
             embeddings = normalize(embeddings)
-        embeddings = quantize(np.ascontiguousarray(embeddings, dtype=np.float32), out_precision)
+        embeddings = quantize(embeddings, out_precision)
         return embeddings[0] if single else embeddings
 
     def similarity(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -168,9 +169,13 @@ class Encoder:
         if prompt:
             texts = [prompt + t for t in texts]
         ids = self.tokenizer.encode_batch(texts, self.max_seq_length)
-        out = np.empty((len(texts), self.dimension), dtype=np.float32)
         prompt_length = self._prompt_length(prompt)
         bar = Progress("encode", len(texts), enabled=progress)
+        if len(ids) == 1:  # the latency path: no ordering, no copy into a result array
+            pooled = self._run_batch(ids, prompt_length)
+            bar.update(1)
+            return pooled
+        out = np.empty((len(texts), self.dimension), dtype=np.float32)
         for index, pooled in self._run_batches(ids, list(self._batches(ids, batch_size)), prompt_length):
             out[index] = pooled
             bar.update(len(index))
@@ -197,9 +202,6 @@ class Encoder:
 
     def _batches(self, ids: list[list[int]], batch_size: int) -> Iterator[np.ndarray]:
         """Row indices per onnxruntime call: longest first, so padding inside each batch stays small."""
-        if len(ids) == 1:
-            yield np.zeros(1, dtype=np.intp)
-            return
         order = np.argsort([-len(row) for row in ids], kind="stable")
         start = 0
         while start < len(ids):

@@ -19,6 +19,7 @@ def markdown(report: dict) -> str:
     """The comparison table with throughput ratios against sentence-transformers (torch)."""
     systems = report["systems"]
     torch_rate = systems.get("st-torch", {}).get("sts_sentences_per_s")
+    torch_p50 = systems.get("st-torch", {}).get("latency_p50_ms")
     m = report["machine"]
     lines = [
         "# embedrt vs the alternatives (CPU)",
@@ -30,16 +31,17 @@ def markdown(report: dict) -> str:
         f"{report['rounds']} rounds; medians. Workloads: the {report['sts_tokens']:,} tokens of sts-test.csv "
         "(2,758 sentences) at batch 32; 128 passages truncated at 256 tokens; single sentences (300 calls).",
         "",
-        "| system | " + " | ".join(title for _, title, _ in COLUMNS) + " | x st-torch |",
-        "|---|" + "---:|" * (len(COLUMNS) + 1),
+        "| system | " + " | ".join(title for _, title, _ in COLUMNS) + " | STS x st-torch | p50 x st-torch |",
+        "|---|" + "---:|" * (len(COLUMNS) + 2),
     ]
     for name, row in systems.items():
         if "error" in row:
-            lines.append(f"| {name} | not run: {row['error']} |" + " |" * len(COLUMNS))
+            lines.append(f"| {name} | not run: {row['error']} |" + " |" * (len(COLUMNS) + 1))
             continue
         cells = [fmt.format(row[key]) for key, _, fmt in COLUMNS]
         ratio = f"{row['sts_sentences_per_s'] / torch_rate:.2f}" if torch_rate else "-"
-        lines.append(f"| {name} | " + " | ".join(cells) + f" | {ratio} |")
+        latency = f"{row['latency_p50_ms'] / torch_p50:.3f}" if torch_p50 else "-"
+        lines.append(f"| {name} | " + " | ".join(cells) + f" | {ratio} | {latency} |")
     roof = [f"{name} reaches {100 * share:.0f}%" for name, share in report.get("fraction_of_roof", {}).items()]
     lines += [
         "",

@@ -114,8 +114,8 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def verified_path(model_dir: Path, info: VariantInfo) -> Path:
-    """The variant's file, refused unless its size and sha256 match the manifest."""
+def checked_path(model_dir: Path, info: VariantInfo) -> Path:
+    """The variant's file, refused when it is missing or its size differs from the manifest's."""
     path = model_dir / info.file
     if not path.is_file():
         raise FileNotFoundError(f"{path} is listed in {MANIFEST_NAME} but missing")
@@ -125,10 +125,14 @@ def verified_path(model_dir: Path, info: VariantInfo) -> Path:
             f"{path} is {size} bytes but {MANIFEST_NAME} says {info.size_bytes}: "
             "the file is truncated or was replaced; re-run `embedrt export`"
         )
+    return path
+
+
+def check_digest(path: Path, info: VariantInfo) -> None:
+    """Raise unless the file's sha256 is the manifest's."""
     digest = sha256_file(path)
     if digest != info.sha256:
         raise ValueError(
             f"{path} has sha256 {digest} but {MANIFEST_NAME} says {info.sha256}: "
             "the file is corrupted or was replaced; re-run `embedrt export`"
         )
-    return path

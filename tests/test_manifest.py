@@ -41,6 +41,15 @@ def test_corrupted_file_is_refused(tiny_export, tmp_path):
         Encoder.load(out)
 
 
+def test_unparsable_replacement_is_reported_as_a_hash_mismatch(tiny_export, tmp_path):
+    # onnxruntime reads the file while its hash is computed; the hash mismatch is the error the user sees.
+    out = _copy(tiny_export, tmp_path)
+    size = (out / "model.fp32.onnx").stat().st_size
+    (out / "model.fp32.onnx").write_bytes(b"\xff" * size)
+    with pytest.raises(ValueError, match=r"model\.fp32\.onnx has sha256 .* but manifest\.json says"):
+        Encoder.load(out)
+
+
 def test_corrupted_file_with_matching_manifest_gets_a_clear_error(tiny_export, tmp_path):
     out = _copy(tiny_export, tmp_path)
     (out / "model.fp32.onnx").write_bytes(b"not an onnx file")

@@ -53,6 +53,12 @@ def markdown(report: dict) -> str:
         "The -workers rows are the bulk configuration, `Encoder.load(..., threads=1, workers=N)`: a one-thread "
         "session with N batches at once; the other embedrt rows run one batch at a time on N threads.",
     ]
+    if "passages_per_s" in systems.get("fastembed", {}):
+        lines += [
+            "",
+            "fastembed truncates at the 128 tokens of the model's tokenizer.json, not at max_seq_length 256, so its "
+            "passages carry half the tokens of the others'.",
+        ]
     fp32, int8 = systems.get("embedrt-fp32", {}), systems.get("embedrt-int8", {})
     if "sts_sentences_per_s" in fp32 and "sts_sentences_per_s" in int8:
         sts = int8["sts_sentences_per_s"] / fp32["sts_sentences_per_s"]

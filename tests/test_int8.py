@@ -22,6 +22,19 @@ def _gelu(x: np.ndarray) -> np.ndarray:
     return 0.5 * x * (1.0 + _erf(x / np.sqrt(2.0)))
 
 
+def _save_graph(path, nodes, inits, width: int):
+    """An opset-17 model from x [batch, sequence, K] to y [batch, sequence, width], saved at ``path``."""
+    graph = helper.make_graph(
+        nodes,
+        path.stem,
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", "sequence", K])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", "sequence", width])],
+        inits,
+    )
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    return path
+
+
 def _ffn_graph(tmp_path, with_bias: bool = True):
     """x -> MatMul W1 (+ b1) -> erf GELU -> MatMul W2 (+ b2): the feed-forward block as torch traces it."""
     rng = np.random.default_rng(0)
@@ -46,15 +59,7 @@ def _ffn_graph(tmp_path, with_bias: bool = True):
     ]
     if with_bias:
         nodes.append(helper.make_node("Add", ["y0", "b2"], ["y"]))
-    graph = helper.make_graph(
-        nodes,
-        "ffn",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", "sequence", K])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", "sequence", N])],
-        inits,
-    )
-    path = tmp_path / "ffn.onnx"
-    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    path = _save_graph(tmp_path / "ffn.onnx", nodes, inits, N)
 
     def reference(x: np.ndarray) -> np.ndarray:
         return _gelu(x @ w1 + b1) @ w2 + (b2 if with_bias else 0)
@@ -127,15 +132,7 @@ def _layer_norm_graph(tmp_path):
         helper.make_node("LayerNormalization", ["x", "gamma", "beta"], ["ln"], axis=-1, epsilon=1e-12),
         helper.make_node("MatMul", ["ln", "w"], ["y"], name="dense"),
     ]
-    graph = helper.make_graph(
-        nodes,
-        "layer_norm",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", "sequence", K])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", "sequence", HIDDEN])],
-        inits,
-    )
-    path = tmp_path / "layer_norm.onnx"
-    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    path = _save_graph(tmp_path / "layer_norm.onnx", nodes, inits, HIDDEN)
 
     def layer_norm(x: np.ndarray) -> np.ndarray:
         centered = x - x.mean(axis=-1, keepdims=True)

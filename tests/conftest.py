@@ -125,3 +125,15 @@ def drop_normalize(model_dir: Path) -> None:
     path = model_dir / "modules.json"
     modules = [m for m in json.loads(path.read_text()) if not m["type"].endswith("Normalize")]
     path.write_text(json.dumps(modules, indent=2))
+
+
+@pytest.fixture(scope="session")
+def ray_cluster():
+    """One local Ray (2 CPUs, no dashboard) for the whole test session; embed_corpus uses it when initialized."""
+    import ray
+
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    try:
+        yield ray
+    finally:
+        ray.shutdown()

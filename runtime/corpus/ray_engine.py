@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -126,16 +127,21 @@ def run_ray(
         context.print_on_execution_start = False
         num_cpus = actor_cpus(float(ray.cluster_resources().get("CPU", 0)), workers, threads_per_worker)
         items = [{"block": json.dumps(block.to_dict())} for block in blocks]
-        dataset = ray.data.from_items(items, override_num_blocks=len(items)).map_batches(
-            EmbedBlocks,
-            fn_constructor_kwargs={"spec": spec.to_dict(), "output": str(output), "threads": threads_per_worker},
-            batch_size=1,
-            batch_format="numpy",
-            concurrency=workers,
-            num_cpus=num_cpus,
-            max_restarts=MAX_ACTOR_RESTARTS,
-            max_task_retries=MAX_TASK_RETRIES,
-        )
+        with warnings.catch_warnings():
+            # Ray 2.60 flags max_restarts/max_task_retries as "ray_remote_args" (deprecated for 2.64) but has no
+            # named parameter for them yet; its own defaults are unbounded restarts, which would loop for ever on
+            # a model that crashes every worker.
+            warnings.filterwarnings("ignore", message=".*ray_remote_args.*deprecated")
+            dataset = ray.data.from_items(items, override_num_blocks=len(items)).map_batches(
+                EmbedBlocks,
+                fn_constructor_kwargs={"spec": spec.to_dict(), "output": str(output), "threads": threads_per_worker},
+                batch_size=1,
+                batch_format="numpy",
+                compute=ray.data.ActorPoolStrategy(size=min(workers, len(items))),
+                num_cpus=num_cpus,
+                max_restarts=MAX_ACTOR_RESTARTS,
+                max_task_retries=MAX_TASK_RETRIES,
+            )
         for row in dataset.iter_rows():
             if row["error"]:
                 kind, _, message = str(row["error"]).partition(":")

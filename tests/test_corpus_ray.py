@@ -1,0 +1,134 @@
+"""embed-corpus on Ray Data: one local Ray (2 CPUs) for the session, a pool of 2 actors."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from corpus_helpers import min_cosine, mixed_texts, read_output, write_jsonl, write_parquet
+
+from embedrt import Encoder
+from embedrt.corpus import embed_corpus
+from embedrt.corpus.job import PART_METADATA_KEY
+
+
+@pytest.fixture(scope="module")
+def tiny_encoder(tiny_export: Path) -> Encoder:
+    return Encoder.load(tiny_export, variant="fp32", threads=1)
+
+
+def writers(out: Path) -> list[str]:
+    """The host:pid that wrote each part."""
+    return [json.loads(pq.read_metadata(p).metadata[PART_METADATA_KEY])["writer"] for p in sorted(out.glob("part-*"))]
+
+
+def test_ray_two_actors_match_encoder_string_ids(
+    tmp_path: Path, tiny_export: Path, tiny_encoder: Encoder, ray_cluster
+) -> None:
+    texts = mixed_texts(3000, seed=4)
+    ids = [f"doc-{i}" for i in range(3000)]
+    # One row group: Ray must still spread the work over both actors.
+    src = write_parquet(tmp_path / "in.parquet", ids, texts)
+    result = embed_corpus(src, tmp_path / "out", tiny_export, engine="ray", workers=2, block_rows=250)
+    got_ids, vectors = read_output(tmp_path / "out")
+    assert got_ids == ids
+    assert min_cosine(vectors, tiny_encoder.encode(texts)) >= 0.99999
+    assert result.manifest["engine"] == "ray" and result.manifest["rows_out"] == 3000
+    assert len(set(writers(tmp_path / "out"))) == 2  # both actors worked
+    assert str(os.getpid()) not in {w.split(":")[1] for w in writers(tmp_path / "out")}  # not the driver
+
+
+def test_ray_jsonl_int_ids_and_txt(tmp_path: Path, tiny_export: Path, tiny_encoder: Encoder, ray_cluster) -> None:
+    texts = mixed_texts(600, seed=5)
+    write_jsonl(tmp_path / "in.jsonl", [{"id": 3 * i + 1, "text": t} for i, t in enumerate(texts)])
+    embed_corpus(tmp_path / "in.jsonl", tmp_path / "j", tiny_export, engine="ray", workers=2, block_rows=100)
+    ids, vectors = read_output(tmp_path / "j")
+    assert ids == [3 * i + 1 for i in range(600)]
+    assert min_cosine(vectors, tiny_encoder.encode(texts)) >= 0.99999
+    (tmp_path / "in.txt").write_text("\n".join(texts[:250]) + "\n")
+    embed_corpus(tmp_path / "in.txt", tmp_path / "t", tiny_export, engine="ray", workers=2, block_rows=100)
+    ids, vectors = read_output(tmp_path / "t")
+    assert ids == list(range(250))
+    assert min_cosine(vectors, tiny_encoder.encode(texts[:250])) >= 0.99999
+
+
+def test_ray_bad_rows_fail_or_skip(tmp_path: Path, tiny_export: Path, ray_cluster) -> None:
+    records = [{"id": f"r{i}", "text": f"text number {i}"} for i in range(300)]
+    records[123] = {"id": "r123", "text": None}
+    records[250] = {"id": "r250", "text": "x\udfffy"}
+    src = write_jsonl(tmp_path / "in.jsonl", records)
+    with pytest.raises(TypeError, match=r"row 123 \(id 'r123'\): 'text' is null"):
+        embed_corpus(src, tmp_path / "fail", tiny_export, engine="ray", workers=2, block_rows=50)
+    assert not (tmp_path / "fail" / "_SUCCESS").exists()
+    result = embed_corpus(
+        src, tmp_path / "skip", tiny_export, engine="ray", workers=2, block_rows=50, on_bad_row="skip"
+    )
+    ids, _ = read_output(tmp_path / "skip")
+    assert ids == [f"r{i}" for i in range(300) if i not in (123, 250)]
+    assert [s["id"] for s in result.manifest["skipped"]] == ["r123", "r250"]
+    assert "lone surrogate U+DFFF" in result.manifest["skipped"][1]["reason"]
+
+
+def test_ray_empty_input(tmp_path: Path, tiny_export: Path, ray_cluster) -> None:
+    (tmp_path / "in.txt").write_bytes(b"")
+    result = embed_corpus(tmp_path / "in.txt", tmp_path / "out", tiny_export, engine="ray", workers=2)
+    table = pq.read_table(tmp_path / "out")
+    assert table.num_rows == 0 and result.manifest["rows_in"] == 0
+    assert table.schema.field("embedding").type == pa.list_(pa.float32(), 32)
+
+
+def _actor_pids() -> list[int]:
+    import psutil
+
+    found = []
+    for proc in psutil.process_iter(["cmdline"]):
+        cmdline = " ".join(proc.info["cmdline"] or [])
+        if "EmbedBlocks" in cmdline and proc.pid != os.getpid():
+            found.append(proc.pid)
+    return found
+
+
+def test_ray_actor_killed_mid_job_loses_nothing(
+    tmp_path: Path, tiny_export: Path, tiny_encoder: Encoder, ray_cluster
+) -> None:
+    n, block_rows = 16000, 250
+    texts = mixed_texts(n, seed=6)
+    src = write_parquet(tmp_path / "in.parquet", list(range(n)), texts)
+    out = tmp_path / "out"
+    killed: dict[str, Any] = {}
+    stop = threading.Event()
+
+    def killer() -> None:
+        while not stop.is_set():
+            pids = _actor_pids()
+            if pids and list(out.glob("part-*.parquet")):
+                killed["parts_before"] = len(list(out.glob("part-*.parquet")))
+                killed["alive"] = pids
+                os.kill(pids[0], signal.SIGKILL)
+                killed["pid"] = pids[0]
+                return
+            time.sleep(0.01)
+
+    thread = threading.Thread(target=killer, daemon=True)
+    thread.start()
+    try:
+        result = embed_corpus(src, out, tiny_export, engine="ray", workers=2, block_rows=block_rows)
+    finally:
+        stop.set()
+        thread.join()
+    assert "pid" in killed, "no actor was killed"
+    assert killed["parts_before"] < n // block_rows, "the kill must land mid-job"
+    ids, vectors = read_output(out)
+    assert ids == list(range(n))
+    assert min_cosine(vectors, tiny_encoder.encode(texts)) >= 0.99999
+    assert result.manifest["rows_out"] == n
+    # A restarted actor (a process that did not exist at the kill) wrote some of the parts.
+    assert {int(w.split(":")[1]) for w in writers(out)} - set(killed["alive"])

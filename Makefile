@@ -12,7 +12,7 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/python -m pip install -q --upgrade pip
 	# torch first, pinned: an unpinned torch would pull a multi-GB CUDA build.
 	$(BIN)/python -m pip install -q -c constraints.txt torch
-	$(BIN)/python -m pip install -q -c constraints.txt -e '.[cpu,export,test,dev,bench]'
+	$(BIN)/python -m pip install -q -c constraints.txt -e '.[cpu,export,serve,corpus,ray,test,dev,bench]'
 	touch $(STAMP)
 
 install: $(STAMP)

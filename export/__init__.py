@@ -1,4 +1,4 @@
-"""Export sentence-transformers BERT models to ONNX (needs the ``export`` extra: torch, transformers, optimum)."""
+"""Export sentence-transformers BERT models to ONNX (needs the ``export`` extra and onnxruntime)."""
 
 from embedrt.export.exporter import ParityError, export
 

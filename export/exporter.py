@@ -23,7 +23,7 @@ from embedrt.export.onnx_files import (
     write_fp16,
     write_fp32,
 )
-from embedrt.export.parity import CHECK_SENTENCES, compare
+from embedrt.export.parity import CHECK_SENTENCES, TOLERANCE, compare
 from embedrt.export.source import DEFAULT_NAME, check_bert, resolve_source
 from embedrt.manifest import FORMAT_VERSION, MANIFEST_NAME, Manifest, Variant, VariantInfo, sha256_file
 
@@ -39,8 +39,6 @@ ROOT_FILES = (
     "special_tokens_map.json",
     "vocab.txt",
 )
-# Minimum agreement with the PyTorch reference on CHECK_SENTENCES: (min cosine, max abs difference).
-TOLERANCE = {Variant.FP32: (0.99999, 1e-4), Variant.FP16: (0.999, 1e-2), Variant.INT8: (0.98, 0.1)}
 
 
 class ParityError(RuntimeError):
@@ -96,18 +94,19 @@ def export(
             fused_recipe = write_fp32(plain, fused, **sizes)
         for variant in chosen:
             with steps(f"write and check {variant.file_name}"):
-                target = out_dir / variant.file_name
+                candidate = Path(tmp) / variant.file_name
                 if variant is Variant.FP32:
-                    shutil.copyfile(fused, target)
+                    shutil.copyfile(fused, candidate)
                     recipe = fused_recipe
                 elif variant is Variant.FP16:
-                    recipe = write_fp16(plain, target, **sizes)
+                    recipe = write_fp16(plain, candidate, **sizes)
                 else:
                     texts, origin = calibration_set
                     ranges = calibrate(plain, texts, origin, out_dir, config.max_seq_length)
-                    recipe = write_int8(plain, target, ranges, sizes["num_heads"])
-                manifest = _record(manifest, out_dir, variant, recipe, {})
-                figures = _check(out_dir, variant, reference)
+                    recipe = write_int8(plain, candidate, ranges, sizes["num_heads"])
+                figures = _checked(manifest, out_dir, candidate, variant, reference)
+                # Only a file that passed reaches the export directory and the manifest.
+                shutil.move(candidate, out_dir / variant.file_name)
                 manifest = _record(manifest, out_dir, variant, recipe, figures)
                 steps.note(_summary(variant, figures))
     return out_dir
@@ -148,19 +147,33 @@ def _record(
     return updated
 
 
-def _check(out_dir: Path, variant: Variant, reference: np.ndarray) -> dict[str, float | int | str]:
-    """Embed the check sentences with the written file on the CPU and compare with PyTorch."""
+def _checked(
+    manifest: Manifest, out_dir: Path, candidate: Path, variant: Variant, reference: np.ndarray
+) -> dict[str, float | int | str]:
+    """Parity figures of ``candidate``; when it fails, a file of this variant left by an earlier export goes too."""
+    try:
+        return _check(out_dir, candidate, variant, reference)
+    except BaseException:
+        (out_dir / variant.file_name).unlink(missing_ok=True)
+        manifest.write(out_dir / MANIFEST_NAME)  # the variants that passed so far, without this one
+        raise
+
+
+def _check(out_dir: Path, candidate: Path, variant: Variant, reference: np.ndarray) -> dict[str, float | int | str]:
+    """Embed the check sentences with the candidate file on the CPU and compare with PyTorch."""
     from embedrt import Encoder
+    from embedrt.session import Device, UnsupportedOnDevice, create_session
 
     try:
-        encoder = Encoder.load(out_dir, variant=variant, device="cpu")
-    except ValueError as exc:
-        if variant is Variant.FP16:  # onnxruntime's CPU provider lacks some fp16 kernels
-            return {"skipped": f"onnxruntime cannot run fp16 on the CPU: {exc}"}
+        session = create_session(candidate, Device.CPU, None)
+    except UnsupportedOnDevice as exc:
+        if variant is Variant.FP16:  # some onnxruntime CPU builds lack fp16 kernels; the file is for CUDA
+            return {"skipped": str(exc)}
         raise
+    encoder = Encoder.from_session(out_dir, session, variant, Device.CPU)
     figures = compare(reference, encoder.encode(list(CHECK_SENTENCES)))
-    min_cos, max_abs = TOLERANCE[variant]
-    if figures.min_cosine < min_cos or figures.max_abs_diff > max_abs:
+    if not figures.within(variant):
+        min_cos, max_abs = TOLERANCE[variant]
         raise ParityError(
             f"{out_dir / variant.file_name} disagrees with the PyTorch reference: min cosine "
             f"{figures.min_cosine:.6f} (need >= {min_cos}), max abs difference {figures.max_abs_diff:.2e} "

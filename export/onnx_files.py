@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
+from typing import Any
+
+from embedrt.session import import_onnxruntime
 
 INPUT_NAMES = ("input_ids", "attention_mask", "token_type_ids")
 OUTPUT_NAME = "last_hidden_state"
@@ -49,20 +52,45 @@ def export_plain(model_dir: Path, out_file: Path, allow_pickle: bool) -> None:
         )
 
 
-def write_fp32(plain: Path, out_file: Path, num_heads: int, hidden_size: int, for_cpu: bool = True) -> str:
-    """Fuse attention and GELU with onnxruntime's transformer optimizer; return the recipe.
+def write_fp32(plain: Path, out_file: Path, num_heads: int, hidden_size: int) -> str:
+    """Write the graph for the CPU: Attention and BiasGelu fused by onnxruntime's transformer optimizer.
 
-    For the CPU, the SkipLayerNormalization and EmbedLayerNormalization fusions are left out: onnxruntime's CPU
-    kernels for them were slower than the LayerNormalization and Adds they replace (STS sentences at batch 32,
-    2 threads: 792 sentences/s without both, 714 with both, 719 and 731 with one of them).
+    The SkipLayerNormalization and EmbedLayerNormalization fusions are left out: onnxruntime's CPU kernels for
+    them were slower than the LayerNormalization and Adds they replace (STS sentences at batch 32, 2 threads:
+    792 sentences/s without both, 714 with both, 719 and 731 with one of them).
     """
-    from onnxruntime.transformers import optimizer
+    options = _fusion_options()
+    options.enable_skip_layer_norm = False
+    options.enable_embed_layer_norm = False
+    return _fuse(plain, out_file, num_heads, hidden_size, options)
+
+
+def write_fp16(plain: Path, out_file: Path, num_heads: int, hidden_size: int) -> str:
+    """Write the graph for CUDA: every BERT fusion, then fp16 weights and activations, float32 inputs and outputs."""
+    import onnx
+    from onnxruntime.transformers.onnx_model import OnnxModel
+
+    fused = out_file.with_suffix(".fused.onnx")
+    recipe = _fuse(plain, fused, num_heads, hidden_size, _fusion_options())
+    model = OnnxModel(onnx.load(str(fused)))
+    fused.unlink()
+    model.convert_float_to_float16(keep_io_types=True)
+    model.save_model_to_file(str(out_file))
+    return recipe + "; converted to fp16 (float32 inputs/outputs)"
+
+
+def _fusion_options() -> Any:
+    """Every BERT fusion of onnxruntime's transformer optimizer (the fp16/CUDA set)."""
+    import_onnxruntime()  # the optimizer ships with onnxruntime; without it, say which extra installs it
     from onnxruntime.transformers.fusion_options import FusionOptions
 
-    options = FusionOptions("bert")
-    if for_cpu:
-        options.enable_skip_layer_norm = False
-        options.enable_embed_layer_norm = False
+    return FusionOptions("bert")
+
+
+def _fuse(plain: Path, out_file: Path, num_heads: int, hidden_size: int, options: Any) -> str:
+    """Run onnxruntime's transformer optimizer with ``options``; return the recipe (the fusions it made)."""
+    from onnxruntime.transformers import optimizer
+
     model = optimizer.optimize_model(
         str(plain),
         model_type="bert",
@@ -73,20 +101,6 @@ def write_fp32(plain: Path, out_file: Path, num_heads: int, hidden_size: int, fo
     )
     model.save_model_to_file(str(out_file))
     return "onnxruntime transformers optimizer (bert): " + _fusions(model.get_fused_operator_statistics())
-
-
-def write_fp16(plain: Path, out_file: Path, num_heads: int, hidden_size: int) -> str:
-    """Fuse the graph with every BERT fusion (for CUDA) and convert it to fp16, keeping float32 inputs and outputs."""
-    import onnx
-    from onnxruntime.transformers.onnx_model import OnnxModel
-
-    fused = out_file.with_suffix(".fused.onnx")
-    recipe = write_fp32(plain, fused, num_heads, hidden_size, for_cpu=False)
-    model = OnnxModel(onnx.load(str(fused)))
-    fused.unlink()
-    model.convert_float_to_float16(keep_io_types=True)
-    model.save_model_to_file(str(out_file))
-    return recipe + "; converted to fp16 (float32 inputs/outputs)"
 
 
 def _fusions(stats: dict[str, int]) -> str:

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
+from embedrt.manifest import Variant
+
 # The STS benchmark as this repository's CI and sessions see it (../shared beside the checkout).
 STS_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "stsbenchmark"
 # A fixed, varied set: short and long, punctuation, accents, CJK, numbers, special-token text.
@@ -39,6 +41,11 @@ CHECK_SENTENCES = (
 )
 
 
+# Minimum agreement with the PyTorch reference, per variant: (min cosine, max abs difference). The export checks
+# CHECK_SENTENCES against it and `embedrt verify` the STS benchmark.
+TOLERANCE = {Variant.FP32: (0.99999, 1e-4), Variant.FP16: (0.999, 1e-2), Variant.INT8: (0.98, 0.1)}
+
+
 @dataclass(frozen=True)
 class ParityFigures:
     """How close candidate embeddings are to the reference, row by row."""
@@ -48,6 +55,11 @@ class ParityFigures:
     p1_cosine: float
     mean_cosine: float
     max_abs_diff: float
+
+    def within(self, variant: Variant) -> bool:
+        """Whether these figures meet ``variant``'s tolerance."""
+        min_cos, max_abs = TOLERANCE[variant]
+        return self.min_cosine >= min_cos and self.max_abs_diff <= max_abs
 
     def as_dict(self) -> dict[str, float | int]:
         """JSON-ready, rounded for reading."""

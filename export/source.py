@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from embedrt.config import ModelConfig, ModuleKind, read_json
+from embedrt.config import ModelConfig, ModuleKind, read_json, require
 
 DEFAULT_NAME = "all-MiniLM-L6-v2"
 SAFE_WEIGHTS = "model.safetensors"
@@ -59,4 +59,8 @@ def check_bert(model_dir: Path, config: ModelConfig, allow_pickle: bool) -> dict
                 f"{root} has only pickle weights ({PICKLE_WEIGHTS}), which can run code when loaded; "
                 "convert them to safetensors or pass allow_pickle=True (--allow-pickle) if you trust the source"
             )
-    return {"num_heads": int(hf_config["num_attention_heads"]), "hidden_size": int(hf_config["hidden_size"])}
+    config_path = root / "config.json"
+    return {
+        "num_heads": require(hf_config, "num_attention_heads", config_path, int),
+        "hidden_size": require(hf_config, "hidden_size", config_path, int),
+    }

@@ -1,4 +1,4 @@
-"""Command line: ``embedrt export``, ``embedrt encode``, ``embedrt verify``."""
+"""Command line: ``embedrt export``, ``encode``, ``verify``, ``serve``."""
 
 from __future__ import annotations
 
@@ -10,7 +10,30 @@ from pathlib import Path
 
 import numpy as np
 
+from embedrt.textfile import read_jsonl, read_lines
+
 DEFAULT_OUT = "models/all-MiniLM-L6-v2"
+MAX_TABLE_TEXTS = 10  # a table of n texts is n x n: past a screenful it is neither readable nor cheap
+
+
+class _Parser(argparse.ArgumentParser):
+    """Options before or after the positional arguments (``encode DIR --variant int8 "a text"``).
+
+    Plain argparse takes a command's positionals in one go, so texts after an option were "unrecognized".
+    """
+
+    _intermixing = False
+
+    def parse_known_args(  # type: ignore[override]
+        self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
+    ) -> tuple[argparse.Namespace, list[str]]:
+        if self._intermixing:  # parse_known_intermixed_args calls back into parse_known_args (Python < 3.13)
+            return super().parse_known_args(args, namespace)
+        self._intermixing = True
+        try:
+            return self.parse_known_intermixed_args(args, namespace)
+        finally:
+            self._intermixing = False
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -29,7 +52,7 @@ def _parser() -> argparse.ArgumentParser:
         description="Export sentence-transformers BERT models to ONNX and embed text with numpy + onnxruntime.",
         epilog="Example: embedrt export && embedrt encode models/all-MiniLM-L6-v2 'Hello' 'Hi there'",
     )
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
 
     exp = sub.add_parser(
         "export",
@@ -61,12 +84,17 @@ def _parser() -> argparse.ArgumentParser:
     enc = sub.add_parser(
         "encode",
         help="embed texts with an exported model",
-        description="Embed texts given as arguments or read from a file. With a few texts and no --output, "
-        "prints their similarity table.",
+        description="Embed texts given as arguments or read from a file. Up to "
+        f"{MAX_TABLE_TEXTS} texts print their similarity table; more need --output.",
     )
     enc.add_argument("model_dir", help="directory written by `embedrt export`")
     enc.add_argument("texts", nargs="*", help="texts to embed")
-    enc.add_argument("--input", type=Path, help='.txt (one text per line) or .jsonl (strings or {"text": ...})')
+    enc.add_argument(
+        "--input",
+        type=Path,
+        help="UTF-8 file with one text per line, so output row i is line i+1: .txt (a blank line is an empty "
+        'text) or .jsonl (a JSON string or {"text": ...} per line; a blank line is an error)',
+    )
     enc.add_argument("--output", type=Path, help="write the embeddings to this .npy file")
     enc.add_argument("--variant", default=None, help="fp32, fp16 or int8 (default: fp32 on CPU, fp16 on CUDA)")
     enc.add_argument("--device", default="cpu", help="cpu, cuda or auto (default: cpu)")
@@ -91,6 +119,10 @@ def _parser() -> argparse.ArgumentParser:
     ver.add_argument("--source", type=Path, default=None, help="reference model directory (default: from manifest)")
     ver.add_argument("--json", action="store_true", help="print JSON instead of a table")
     ver.set_defaults(run=_verify)
+
+    from embedrt.serve.cli import add_parser as add_serve
+
+    add_serve(sub)
     return parser
 
 
@@ -110,6 +142,11 @@ def _encode(args: argparse.Namespace) -> int:
     texts = list(args.texts) + (_read_texts(args.input) if args.input else [])
     if not texts:
         raise ValueError("no texts: give them as arguments or with --input FILE")
+    if not args.output and len(texts) > MAX_TABLE_TEXTS:
+        raise ValueError(
+            f"{len(texts)} texts and no --output: the similarity table is printed for up to {MAX_TABLE_TEXTS} "
+            "texts; pass --output FILE.npy to save the embeddings"
+        )
     encoder = Encoder.load(
         args.model_dir, variant=args.variant, device=args.device, threads=args.threads, workers=args.workers
     )
@@ -117,7 +154,7 @@ def _encode(args: argparse.Namespace) -> int:
     if args.output:
         np.save(args.output, embeddings)
         print(f"wrote {embeddings.shape[0]} x {embeddings.shape[1]} embeddings to {args.output}")
-    if not args.output or len(texts) <= 10:
+    if len(texts) <= MAX_TABLE_TEXTS:
         _print_table(texts, encoder.similarity(embeddings, embeddings))
     return 0
 
@@ -130,6 +167,8 @@ def _verify(args: argparse.Namespace) -> int:
         rows = [
             {
                 "variant": r.variant,
+                "ok": r.ok,
+                "skipped": r.skipped,
                 "spearman": r.spearman,
                 "error": r.error,
                 "recipe": r.recipe,
@@ -141,20 +180,18 @@ def _verify(args: argparse.Namespace) -> int:
         print(json.dumps({"reference_spearman": report.reference_spearman, "variants": rows}, indent=2))
     else:
         print(report.to_text())
-    return 0
+    failed = [row.variant for row in report.rows if not row.ok]
+    if failed:
+        print(f"embedrt verify: {', '.join(failed)} failed or out of tolerance", file=sys.stderr)
+    return 1 if failed else 0
 
 
 def _read_texts(path: Path) -> list[str]:
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} not found")
-    lines = path.read_text(encoding="utf-8").splitlines()
+    """One text per line, so row i of the output is line i + 1 (see the --input help)."""
     if path.suffix != ".jsonl":
-        return lines
+        return [line for _, line in read_lines(path)]
     texts = []
-    for number, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        item = json.loads(line)
+    for number, item in read_jsonl(path):
         text = item.get("text") if isinstance(item, dict) else item
         if not isinstance(text, str):
             raise ValueError(f"{path}:{number}: expected a JSON string or an object with a string 'text'")

@@ -71,17 +71,48 @@ _LEGACY_POOLING_FLAGS = {
 }
 
 
-def read_json(path: Path) -> dict[str, Any]:
-    """Read a JSON object from ``path`` with errors that name the file."""
+def read_json(path: Path, expect: type = dict) -> Any:
+    """Read a JSON file holding an ``expect`` (object by default), with errors that name the file.
+
+    Every configuration file of a model or export directory is read here, so a malformed one is reported the same
+    way wherever it is read.
+    """
     if not path.is_file():
         raise FileNotFoundError(f"{path} not found")
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{path} is not UTF-8 text: {exc.reason} at byte {exc.start}") from None
     except json.JSONDecodeError as exc:
         raise ValueError(f"{path} is not valid JSON: {exc}") from exc
-    if not isinstance(data, dict):
-        raise ValueError(f"{path} must hold a JSON object, found {type(data).__name__}")
+    if not isinstance(data, expect):
+        raise ValueError(f"{path} must hold a JSON {_JSON_NAMES[expect]}, found {_json_name(data)}")
     return data
+
+
+def require(data: Any, key: str | int, source: str | Path, expect: type | tuple[type, ...] = object) -> Any:
+    """``data[key]``, or a ValueError naming the file, the missing (or mistyped) key and what was expected."""
+    try:
+        value = data[key]
+    except (KeyError, IndexError, TypeError):
+        raise ValueError(f"{source}: missing {key!r} (in {_json_name(data)} {_short(data)})") from None
+    if not isinstance(value, expect):
+        names = expect if isinstance(expect, tuple) else (expect,)
+        wanted = " or ".join(_JSON_NAMES.get(t, t.__name__) for t in names)
+        raise ValueError(f"{source}: {key!r} must be a JSON {wanted}, found {_json_name(value)}")
+    return value
+
+
+_JSON_NAMES: dict[type, str] = {dict: "object", list: "list", str: "string", int: "integer", bool: "boolean"}
+
+
+def _json_name(value: object) -> str:
+    return "null" if value is None else _JSON_NAMES.get(type(value), type(value).__name__)
+
+
+def _short(value: object) -> str:
+    text = json.dumps(value, ensure_ascii=False, default=str)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def _enum_value(enum: type[Enum], value: object, what: str, path: Path) -> Any:
@@ -112,12 +143,11 @@ class ModulesConfig:
         """Read modules.json, accepting both the old and the new module type names."""
         if not path.is_file():
             raise FileNotFoundError(f"{path} not found: not a sentence-transformers model directory")
-        data = json.loads(path.read_text(encoding="utf-8"))
-        if not isinstance(data, list):
-            raise ValueError(f"{path} must hold a JSON list of modules")
         entries = []
-        for item in data:
-            type_name = str(item.get("type", ""))
+        for index, item in enumerate(read_json(path, list)):
+            if not isinstance(item, dict):
+                raise ValueError(f"{path}: module {index} must be a JSON object, found {_json_name(item)}")
+            type_name = require(item, "type", f"{path}: module {index}", str)
             short = type_name.rsplit(".", 1)[-1]
             kinds = [k.value for k in ModuleKind]
             if short not in kinds:

@@ -90,10 +90,32 @@ class Encoder:
         chosen = Variant.parse(variant) if variant is not None else _default_variant(resolved)
         manifest = Manifest.from_file(manifest_path)
         info = manifest.info(chosen, root)
-        config = ModelConfig.from_dir(root)
-        tokenizer = Tokenizer.from_dir(root, do_lower_case=config.transformer.do_lower_case)
+        config = ModelConfig.from_dir(root)  # config errors surface before the session's cost
         session = _verified_session(checked_path(root, info), info, resolved, threads)
-        return cls(root, config, tokenizer, session, chosen, resolved, max_batch_tokens, workers)
+        return cls.from_session(root, session, chosen, resolved, max_batch_tokens, workers, config=config)
+
+    @classmethod
+    def from_session(
+        cls,
+        model_dir: str | Path,
+        session: Any,
+        variant: str | Variant,
+        device: str | Device = "cpu",
+        max_batch_tokens: int = DEFAULT_MAX_BATCH_TOKENS,
+        workers: int = 1,
+        *,
+        config: ModelConfig | None = None,
+    ) -> Encoder:
+        """An Encoder around a session built by the caller, with the tokenizer and configs of ``model_dir``.
+
+        The export uses it to check a file before manifest.json lists it; ``load`` is the way to run an export.
+        """
+        root = Path(model_dir)
+        config = config if config is not None else ModelConfig.from_dir(root)
+        tokenizer = Tokenizer.from_dir(root, do_lower_case=config.transformer.do_lower_case)
+        return cls(
+            root, config, tokenizer, session, Variant.parse(variant), Device.parse(device), max_batch_tokens, workers
+        )
 
     @property
     def dimension(self) -> int:
@@ -184,7 +206,7 @@ class Encoder:
         self, ids: list[list[int]], batches: list[np.ndarray], prompt_length: int
     ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """(row indices, pooled rows) per batch: in order, or as they finish when ``workers`` > 1."""
-        if self.workers == 1 or len(batches) == 1:
+        if self.workers == 1 or len(batches) <= 1:  # no batches (no texts) must not start a pool of zero threads
             for index in batches:
                 yield index, self._run_batch([ids[i] for i in index], prompt_length)
             return
@@ -257,12 +279,12 @@ def _verified_session(path: Path, info: VariantInfo, device: Device, threads: in
     """
     from concurrent.futures import ThreadPoolExecutor
 
-    with ThreadPoolExecutor(1, thread_name_prefix="embedrt-sha256") as pool:
-        digest = pool.submit(check_digest, path, info)
+    with ThreadPoolExecutor(1, thread_name_prefix="embedrt-sha256") as hasher:
+        digest = hasher.submit(check_digest, path, info)
         try:
             session = create_session(path, device, threads)
-        except ValueError:
-            digest.result()  # a corrupted file is reported as a hash mismatch, not as onnxruntime's parse error
+        except Exception:
+            digest.result()  # a corrupted file is reported as a hash mismatch, never as "cannot run here"
             raise
         digest.result()
     return session

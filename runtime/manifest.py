@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from embedrt.config import Choice, read_json
+from embedrt.config import Choice, read_json, require
 
 MANIFEST_NAME = "manifest.json"
 FORMAT_VERSION = 1
@@ -41,15 +41,15 @@ class VariantInfo:
     parity: dict[str, float | int | str] = field(default_factory=dict)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> VariantInfo:
-        """Build from the manifest's JSON object."""
+    def from_dict(cls, data: dict[str, Any], source: str | Path = MANIFEST_NAME) -> VariantInfo:
+        """Build from the manifest's JSON object; ``source`` names the file and entry in errors."""
         return cls(
-            file=str(data["file"]),
-            sha256=str(data["sha256"]),
-            size_bytes=int(data["size_bytes"]),
-            opset=int(data["opset"]),
-            inputs=tuple(data["inputs"]),
-            outputs=tuple(data["outputs"]),
+            file=require(data, "file", source, str),
+            sha256=require(data, "sha256", source, str),
+            size_bytes=require(data, "size_bytes", source, int),
+            opset=require(data, "opset", source, int),
+            inputs=tuple(require(data, "inputs", source, list)),
+            outputs=tuple(require(data, "outputs", source, list)),
             recipe=str(data.get("recipe", "")),
             parity=dict(data.get("parity", {})),
         )
@@ -70,10 +70,11 @@ class Manifest:
         version = data.get("format_version")
         if version != FORMAT_VERSION:
             raise ValueError(f"{path}: format_version {version!r} is not supported (expected {FORMAT_VERSION})")
-        try:
-            variants = {Variant.parse(k): VariantInfo.from_dict(v) for k, v in data["variants"].items()}
-        except (KeyError, TypeError) as exc:
-            raise ValueError(f"{path}: malformed variants entry ({exc})") from exc
+        entries = require(data, "variants", path, dict)
+        variants = {
+            Variant.parse(k): VariantInfo.from_dict(require(entries, k, path, dict), f"{path}: variants.{k}")
+            for k in entries
+        }
         return cls(version, dict(data.get("source", {})), variants, str(data.get("embedrt_version", "")))
 
     @classmethod

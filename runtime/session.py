@@ -12,6 +12,13 @@ CUDA_PROVIDER = "CUDAExecutionProvider"
 CPU_PROVIDER = "CPUExecutionProvider"
 
 
+class UnsupportedOnDevice(RuntimeError):
+    """The onnxruntime build has no kernel for some node of a valid file on the chosen device.
+
+    Kept apart from ValueError (a broken file): only this one may be reported as "cannot run here, skipped".
+    """
+
+
 class Device(Choice):
     """Where the model runs: ``auto`` takes CUDA when onnxruntime has it, else the CPU."""
 
@@ -69,7 +76,11 @@ def create_session(path: Path, device: Device, threads: int | None) -> Any:
     providers = [CUDA_PROVIDER, CPU_PROVIDER] if device is Device.CUDA else [CPU_PROVIDER]
     try:
         session = ort.InferenceSession(str(path), sess_options=session_options(threads), providers=providers)
-    except Exception as exc:  # onnxruntime raises its own exception types for bad files
+    except Exception as exc:  # onnxruntime raises its own exception types, one per status code
+        if type(exc).__name__ == "NotImplemented":  # NOT_IMPLEMENTED: no kernel for a node on this device
+            raise UnsupportedOnDevice(
+                f"this onnxruntime ({ort.__version__}) cannot run {path} on {device.value}: {exc}"
+            ) from exc
         raise ValueError(f"onnxruntime cannot load {path}: {exc}") from exc
     if device is Device.CUDA and session.get_providers()[0] != CUDA_PROVIDER:
         raise RuntimeError(

@@ -26,7 +26,6 @@ the position, instead of producing ids the reference would never produce.
 
 from __future__ import annotations
 
-import json
 import re
 import unicodedata
 from bisect import bisect_right
@@ -39,6 +38,7 @@ from typing import Any
 import numpy as np
 
 from embedrt import _unicode_tables as _tables
+from embedrt.config import read_json, require
 
 __all__ = ["Tokenizer", "TokenizerConfig", "TokenizerError"]
 
@@ -201,7 +201,7 @@ class TokenizerConfig:
     def from_file(cls, path: str | Path) -> TokenizerConfig:
         """Read a tokenizer.json file."""
         path = Path(path)
-        return cls.from_dict(json.loads(path.read_text(encoding="utf-8")), source=str(path))
+        return cls.from_dict(read_json(path), source=str(path))
 
     @classmethod
     def from_tokenizer_config(cls, data: Mapping[str, Any], vocab: Mapping[str, int]) -> TokenizerConfig:
@@ -238,7 +238,7 @@ def _token_text(value: Any, default: str) -> str:
     """Return a token as tokenizer_config.json writes it: a string or a serialized AddedToken."""
     if value is None:
         return default
-    return str(value["content"]) if isinstance(value, Mapping) else str(value)
+    return str(require(value, "content", "tokenizer_config.json")) if isinstance(value, Mapping) else str(value)
 
 
 def _require_type(data: Mapping[str, Any], key: str, expected: str, source: str) -> Mapping[str, Any]:
@@ -252,12 +252,17 @@ def _require_type(data: Mapping[str, Any], key: str, expected: str, source: str)
 def _cls_sep(post: Any, source: str) -> tuple[str, str]:
     """Return the tokens the post-processor puts around a single sequence."""
     if isinstance(post, Mapping) and post.get("type") == "BertProcessing":
-        return str(post["cls"][0]), str(post["sep"][0])
+        where = f"{source}: post_processor"
+        return str(require(require(post, "cls", where, list), 0, where)), str(
+            require(require(post, "sep", where, list), 0, where)
+        )
     if isinstance(post, Mapping) and post.get("type") == "TemplateProcessing":
         single = post.get("single") or []
         shape = [next(iter(item)) for item in single]
         if shape == ["SpecialToken", "Sequence", "SpecialToken"]:
-            return str(single[0]["SpecialToken"]["id"]), str(single[2]["SpecialToken"]["id"])
+            where = f"{source}: post_processor.single"
+            first, last = (require(require(single[i], "SpecialToken", where, Mapping), "id", where) for i in (0, 2))
+            return str(first), str(last)
         raise TokenizerError(f"{source}: post_processor template {shape} is not [CLS] A [SEP]")
     found = post.get("type") if isinstance(post, Mapping) else post
     raise TokenizerError(f"{source}: post_processor is {found!r}; expected BertProcessing or TemplateProcessing")
@@ -269,7 +274,7 @@ def _added_tokens(entries: Iterable[Mapping[str, Any]], source: str) -> tuple[tu
         flags = [k for k in ("normalized", "lstrip", "rstrip", "single_word") if entry.get(k)]
         if flags:
             raise TokenizerError(f"{source}: added token {entry.get('content')!r} sets {flags}; not supported")
-        tokens.append((str(entry["content"]), int(entry["id"])))
+        tokens.append((str(require(entry, "content", source)), require(entry, "id", f"{source}: added token", int)))
     return tuple(tokens)
 
 
@@ -283,7 +288,8 @@ _MODEL_TYPE_CLASSES = {
 
 
 def _read_json(path: Path) -> dict[str, Any]:
-    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    """The file's object, or {} when the optional file is absent."""
+    return read_json(path) if path.is_file() else {}
 
 
 def _apply_tokenizer_config(
@@ -330,8 +336,8 @@ class Tokenizer:
                 raise TokenizerError(f"{name} {getattr(config, name)!r} is not in the vocabulary")
         self._special_re = self._special_pattern(self._added)
         self._pre_lower = dict(_tables.LOWERCASE) if do_lower_case else None
-        self._t1 = self._clean_table(config)
-        self._t2 = self._mark_lower_table(config)
+        self._clean_map = self._clean_table(config)
+        self._marks_lower_map = self._mark_lower_table(config)
         self._wordpiece = _WordPiece(
             self._vocab,
             self.unk_id,
@@ -349,11 +355,13 @@ class Tokenizer:
         """
         root = Path(model_dir)
         tok_config = _read_json(root / "tokenizer_config.json")
-        if (root / "tokenizer.json").is_file():
-            data = json.loads((root / "tokenizer.json").read_text(encoding="utf-8"))
-            config = TokenizerConfig.from_dict(data, source=str(root / "tokenizer.json"))
+        path = root / "tokenizer.json"
+        if path.is_file():
+            data = read_json(path)
+            config = TokenizerConfig.from_dict(data, source=str(path))
             config = _apply_tokenizer_config(config, tok_config, _read_json(root / "config.json"))
-            return cls(config, data["model"]["vocab"], do_lower_case=do_lower_case)
+            vocab = require(require(data, "model", path, Mapping), "vocab", f"{path}: model", Mapping)
+            return cls(config, vocab, do_lower_case=do_lower_case)
         if (root / "vocab.txt").is_file():
             vocab = read_vocab_txt(root / "vocab.txt")
             config = TokenizerConfig.from_tokenizer_config(tok_config, vocab)
@@ -443,12 +451,12 @@ class Tokenizer:
     def _normalize(self, text: str) -> str:
         if self._pre_lower is not None:
             text = text.translate(self._pre_lower)
-        if self._t1 is not None:
-            text = text.translate(self._t1)
+        if self._clean_map is not None:
+            text = text.translate(self._clean_map)
         if self.config.strips_accents and not text.isascii():
             text = _nfd(text)
-        if self._t2:
-            text = text.translate(self._t2)
+        if self._marks_lower_map:
+            text = text.translate(self._marks_lower_map)
         return text
 
     @staticmethod

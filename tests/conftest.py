@@ -93,6 +93,19 @@ def reference_encode(model_dir: Path, texts: list[str], **kwargs) -> np.ndarray:
     return np.asarray(SentenceTransformer(str(model_dir), device="cpu").encode(texts, **kwargs))
 
 
+def fp16_runs_on_cpu(path: Path) -> bool:
+    """Whether this onnxruntime's CPU provider has every kernel of the fp16 file (asked of onnxruntime directly)."""
+    import onnxruntime
+
+    try:
+        onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    except Exception as exc:
+        if type(exc).__name__ != "NotImplemented":
+            raise
+        return False
+    return True
+
+
 def edit_json(path: Path, **changes) -> None:
     """Rewrite keys of a JSON object file (None deletes a key)."""
     data = json.loads(path.read_text())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 
@@ -68,6 +69,58 @@ def test_errors_are_one_line_and_nonzero(tiny_export, tmp_path, capsys):
     assert "bad.jsonl:1" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b'"fine"\n{"text": "ok"}\nnot json\n', r"bad\.jsonl:3: not valid JSON \(Expecting value at column 1\)"),
+        (b'"fine"\n\n"after a blank line"\n', r"bad\.jsonl:2: blank line"),
+        (b'"fine"\n"caf\xe9"\n', r"bad\.jsonl:2: not valid UTF-8 \(invalid continuation byte at byte 4"),
+        (b'"fine"\n[1, 2]\n', r"bad\.jsonl:2: expected a JSON string or an object with a string 'text'"),
+    ],
+)
+def test_bad_jsonl_lines_name_the_file_and_line(tiny_export, tmp_path, capsys, content, message):
+    import re
+
+    (tmp_path / "bad.jsonl").write_bytes(content)
+    assert main(["encode", str(tiny_export), "--input", str(tmp_path / "bad.jsonl")]) == 1
+    assert re.search(message, capsys.readouterr().err)
+
+
+def test_one_line_one_row(tiny_export, tmp_path, capsys):
+    """.txt: every line is a text, a blank one the empty text; U+2028 and form feeds do not split a line."""
+    (tmp_path / "in.txt").write_bytes("first\n\nthird \u2028 still third\r\nfourth\x0cfourth".encode())
+    out = tmp_path / "out.npy"
+    assert main(["encode", str(tiny_export), "--input", str(tmp_path / "in.txt"), "--output", str(out)]) == 0
+    expected = Encoder.load(tiny_export).encode(["first", "", "third \u2028 still third", "fourth\x0cfourth"])
+    np.testing.assert_allclose(np.load(out), expected, atol=1e-6)
+    (tmp_path / "bad.txt").write_bytes(b"ok\n\xff\n")
+    assert main(["encode", str(tiny_export), "--input", str(tmp_path / "bad.txt"), "--output", str(out)]) == 1
+    assert "bad.txt:2: not valid UTF-8" in capsys.readouterr().err
+
+
+def test_no_similarity_table_for_many_texts(tiny_export, tmp_path, capsys):
+    (tmp_path / "many.txt").write_text("\n".join(f"text {i}" for i in range(11)) + "\n")
+    assert main(["encode", str(tiny_export), "--input", str(tmp_path / "many.txt")]) == 1
+    assert "11 texts and no --output" in capsys.readouterr().err
+    out = tmp_path / "many.npy"
+    assert main(["encode", str(tiny_export), "--input", str(tmp_path / "many.txt"), "--output", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert np.load(out).shape == (11, 32) and "text 0" not in printed and "wrote 11 x 32" in printed
+
+
+def test_options_before_or_after_positionals(tiny_export, tmp_path, capsys):
+    assert main(["encode", str(tiny_export), "--variant", "fp32", "first text", "second text"]) == 0
+    after = capsys.readouterr().out
+    assert (
+        main(["encode", "--variant", "fp32", str(tiny_export), "first text", "--batch-size", "1", "second text"]) == 0
+    )
+    assert capsys.readouterr().out == after and "second text" in after
+    sts = tmp_path / "sts.csv"
+    sts.write_text("".join(f"g\tf\t2012\t{i}\t{i % 5}.0\tA text {i}.\tAnother {i}.\n" for i in range(12)))
+    assert main(["verify", "--json", str(tiny_export), "--sts", str(sts)]) == 0
+    assert json.loads(capsys.readouterr().out)["variants"]
+
+
 def test_verify_report(tiny_export, sts_test_file, capsys):
     assert main(["verify", str(tiny_export), "--sts", str(sts_test_file), "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
@@ -77,3 +130,27 @@ def test_verify_report(tiny_export, sts_test_file, capsys):
     assert abs(rows["fp32"]["spearman"] - report["reference_spearman"]) < 0.01
     assert rows["int8"]["recipe"].startswith("embedrt int8: int8 activations with one calibrated step")
     assert rows["int8"]["size_bytes"] == (tiny_export / "model.int8.onnx").stat().st_size
+    assert all(row["ok"] and not row["skipped"] for row in rows.values())
+
+
+def test_verify_fails_on_a_broken_file_or_a_missed_tolerance(tiny_export, tmp_path, capsys, monkeypatch):
+    from conftest import clone_dir
+
+    from embedrt.export import parity
+    from embedrt.manifest import Variant
+
+    sts = tmp_path / "sts.csv"
+    sts.write_text("".join(f"g\tf\t2012\t{i}\t{i % 5}.0\tA text {i}.\tAnother {i}.\n" for i in range(12)))
+    out = tmp_path / "export"
+    shutil.copytree(tiny_export, out)
+    data = bytearray((out / "model.int8.onnx").read_bytes())
+    data[len(data) // 2] ^= 0xFF  # tampered, same size: never "skipped"
+    (out / "model.int8.onnx").write_bytes(bytes(data))
+    assert main(["verify", str(out), "--sts", str(sts)]) == 1
+    captured = capsys.readouterr()
+    assert "int8      FAILED:" in captured.out and "has sha256" in captured.out and "skipped" not in captured.out
+    assert "int8 failed or out of tolerance" in captured.err
+    monkeypatch.setitem(parity.TOLERANCE, Variant.FP32, (1.1, 0.0))  # no file can meet it
+    assert main(["verify", str(clone_dir(tiny_export, tmp_path / "good")), "--sts", str(sts), "--json"]) == 1
+    rows = {row["variant"]: row for row in json.loads(capsys.readouterr().out)["variants"]}
+    assert not rows["fp32"]["ok"] and rows["int8"]["ok"]

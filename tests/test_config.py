@@ -103,3 +103,49 @@ def test_prompts_and_similarity(tiny_model_dir, tmp_path):
     edit_json(model_dir / "config_sentence_transformers.json", similarity_fn_name="jaccard")
     with pytest.raises(ValueError, match="jaccard"):
         ModelConfig.from_dir(model_dir)
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "message"),
+    [
+        ("modules.json", "[{", r"modules\.json is not valid JSON"),
+        ("modules.json", '{"a": 1}', r"modules\.json must hold a JSON list, found object"),
+        ("modules.json", "[3]", r"modules\.json: module 0 must be a JSON object, found integer"),
+        ("modules.json", '[{"path": ""}]', r"modules\.json: module 0: missing 'type'"),
+        ("tokenizer.json", "not json", r"tokenizer\.json is not valid JSON"),
+        ("tokenizer.json", b"\xff\xfe", r"tokenizer\.json is not UTF-8 text"),
+        ("tokenizer_config.json", "[1, 2", r"tokenizer_config\.json is not valid JSON"),
+        ("tokenizer_config.json", '["a list"]', r"tokenizer_config\.json must hold a JSON object, found list"),
+        ("1_Pooling/config.json", "{", r"1_Pooling/config\.json is not valid JSON"),
+    ],
+)
+def test_malformed_config_files_name_the_file(tiny_export, tmp_path, name, content, message):
+    from embedrt import Encoder
+
+    model = clone_dir(tiny_export, tmp_path / "model")
+    path = model / name
+    path.write_bytes(content if isinstance(content, bytes) else content.encode())
+    with pytest.raises(ValueError, match=message):
+        Encoder.load(model)
+
+
+def test_missing_keys_are_named_with_their_file(tiny_export, tmp_path):
+    from embedrt import Encoder
+    from embedrt.tokenizer import Tokenizer
+
+    model = clone_dir(tiny_export, tmp_path / "model")
+    data = json.loads((model / "tokenizer.json").read_text())
+    del data["model"]["vocab"]
+    (model / "tokenizer.json").write_text(json.dumps(data))
+    with pytest.raises(ValueError, match=r"tokenizer\.json: model: missing 'vocab'"):
+        Tokenizer.from_dir(model)
+    del data["post_processor"]["single"][0]["SpecialToken"]["id"]
+    data["model"]["vocab"] = {"[UNK]": 0}
+    (model / "tokenizer.json").write_text(json.dumps(data))
+    with pytest.raises(ValueError, match=r"tokenizer\.json: post_processor\.single: missing 'id'"):
+        Tokenizer.from_dir(model)
+    manifest = json.loads((tiny_export / "manifest.json").read_text())
+    del manifest["variants"]["fp32"]["sha256"]
+    (model / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ValueError, match=r"manifest\.json: variants\.fp32: missing 'sha256'"):
+        Encoder.load(model)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 
@@ -85,6 +84,7 @@ def test_workers_run_batches_at_once_and_keep_input_order(tiny_export, tiny_mode
     names.clear()
     encoder.encode(texts[:3])  # one batch runs on the calling thread
     assert names == {threading.current_thread().name}
+    assert encoder.encode([]).shape == (0, 32)  # no batches: no pool of zero threads
     with pytest.raises(ValueError, match="workers must be a positive integer, got 0"):
         Encoder.load(tiny_export, workers=0)
 
@@ -95,13 +95,16 @@ def test_a_failing_batch_stops_the_queued_ones(tiny_export):
 
     def fail(ids, prompt_length):
         calls.append(len(ids))
-        time.sleep(0.01)
+        time.sleep(0.2)
         raise RuntimeError("batch failed")
 
     encoder._run_batch = fail
     with pytest.raises(RuntimeError, match="batch failed"):
         encoder.encode(["text"] * 100, batch_size=2)
-    assert len(calls) < 50
+    # The two first batches fail together; each worker may take one more batch before the caller (woken at the
+    # first failure, with 0.2 s to spare) cancels the other 46. Nothing more may start.
+    time.sleep(0.5)
+    assert 2 <= len(calls) <= 4, calls
 
 
 def test_properties(tiny, tiny_model_dir):
@@ -202,15 +205,24 @@ def test_truncate_dim_and_precision(tiny, tiny_model_dir):
         tiny.encode(TEXTS, truncate_dim=33)
 
 
-def test_similarity_uses_model_function(tiny, tmp_path, tiny_model_dir, tiny_export):
-    emb = tiny.encode(MODEL_CARD_SENTENCES)
-    np.testing.assert_allclose(np.diag(tiny.similarity(emb, emb)), 1.0, atol=1e-6)
+@pytest.mark.parametrize("fn", ["cosine", "dot", "euclidean", "manhattan"])
+def test_similarity_matches_the_reference(tmp_path, tiny_model_dir, tiny_export, fn):
+    from sentence_transformers import SentenceTransformer
 
     def edit(model_dir):
-        edit_json(model_dir / "config_sentence_transformers.json", similarity_fn_name="euclidean")
+        drop_normalize(model_dir)  # unnormalized vectors, so cosine and dot differ
+        edit_json(model_dir / "config_sentence_transformers.json", similarity_fn_name=fn)
 
-    _, export = _pair(tmp_path, tiny_model_dir, tiny_export, edit)
-    assert np.allclose(np.diag(Encoder.load(export).similarity(emb, emb)), 0.0, atol=1e-5)
+    source, export = _pair(tmp_path, tiny_model_dir, tiny_export, edit)
+    encoder = Encoder.load(export)
+    a, b = encoder.encode(TEXTS[:5]), encoder.encode(TEXTS[3:])
+    reference = SentenceTransformer(str(source), device="cpu")
+    assert reference.similarity_fn_name == fn
+    expected = reference.similarity(a, b).numpy()
+    got = encoder.similarity(a, b)
+    assert got.shape == (5, len(TEXTS) - 3)
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(encoder.similarity(a[0], b), expected[:1], rtol=1e-5, atol=1e-5)  # a 1-D vector
 
 
 @pytest.mark.parametrize(
@@ -291,9 +303,3 @@ def test_eight_threads_share_one_encoder(tiny):
     assert not errors
     for k, got in results.items():
         np.testing.assert_allclose(got, np.concatenate([serial[k:], serial[:k]]), atol=1e-5)
-
-
-def test_manifest_records_export_parity(tiny_export):
-    manifest = json.loads((tiny_export / "manifest.json").read_text())
-    fp32 = manifest["variants"]["fp32"]["parity"]
-    assert fp32["min_cosine"] >= 0.99999 and fp32["max_abs_diff"] <= 1e-4

@@ -7,10 +7,14 @@ import shutil
 
 import onnx
 import pytest
-from conftest import clone_dir, drop_normalize, edit_json
+from conftest import clone_dir, drop_normalize, edit_json, fp16_runs_on_cpu, reference_encode
 
-from embedrt.export import ParityError, export
-from embedrt.export import exporter as exporter_module
+from embedrt import Encoder
+from embedrt.export import ParityError, export, parity
+from embedrt.export.parity import CHECK_SENTENCES, compare
+from embedrt.manifest import Variant
+
+CHECK_TEXTS = list(CHECK_SENTENCES)
 
 
 def test_export_directory_is_self_contained(tiny_export):
@@ -59,7 +63,12 @@ def test_export_without_normalize_and_fp16(tiny_model_dir, tmp_path):
     out = export(source, tmp_path / "out", variants="fp16,fp32", progress=False)
     manifest = json.loads((out / "manifest.json").read_text())
     assert list(manifest["variants"]) == ["fp32", "fp16"]
-    assert manifest["variants"]["fp16"]["parity"].get("min_cosine", 1.0) >= 0.999
+    if fp16_runs_on_cpu(out / "model.fp16.onnx"):  # then it must have been measured, here and by the export
+        assert "skipped" not in manifest["variants"]["fp16"]["parity"]
+        got = Encoder.load(out, variant="fp16").encode(CHECK_TEXTS)
+        assert compare(reference_encode(source, CHECK_TEXTS), got).min_cosine >= 0.999
+    else:
+        assert "cannot run" in manifest["variants"]["fp16"]["parity"]["skipped"]
     fp16_ops = {node.op_type for node in onnx.load(str(out / "model.fp16.onnx")).graph.node}
     assert {"Attention", "SkipLayerNormalization", "EmbedLayerNormalization"} <= fp16_ops  # every fusion, for CUDA
 
@@ -82,8 +91,6 @@ def test_old_format_tiny_model_exports(tiny_model_dir, tmp_path):
         )
     )
     out = export(source, tmp_path / "out", variants=["fp32"], progress=False)
-    from embedrt import Encoder
-
     assert Encoder.load(out).max_seq_length == 40
 
 
@@ -116,12 +123,18 @@ def test_bad_variants_and_source(tmp_path, tiny_model_dir):
         export(tmp_path / "missing", tmp_path / "out", progress=False)
 
 
-def test_out_of_tolerance_variant_fails_the_export(tiny_model_dir, tmp_path, monkeypatch):
-    strict = dict(exporter_module.TOLERANCE)
-    strict[exporter_module.Variant.INT8] = (0.9999999, 1e-9)
-    monkeypatch.setattr(exporter_module, "TOLERANCE", strict)
-    with pytest.raises(ParityError, match=r"model\.int8\.onnx disagrees with the PyTorch reference: min cosine"):
-        export(tiny_model_dir, tmp_path / "out", variants=["int8"], progress=False)
+def test_out_of_tolerance_variant_never_reaches_the_manifest(tiny_model_dir, tiny_export, tmp_path, monkeypatch):
+    monkeypatch.setitem(parity.TOLERANCE, Variant.INT8, (0.9999999, 1e-9))
+    # Into a fresh directory, and over an earlier good export whose int8 file must not stay loadable.
+    for out in (tmp_path / "fresh", clone_dir(tiny_export, tmp_path / "earlier")):
+        with pytest.raises(ParityError, match=r"model\.int8\.onnx disagrees with the PyTorch reference: min cos"):
+            export(tiny_model_dir, out, variants=["fp32", "int8"], progress=False)
+        assert not (out / "model.int8.onnx").exists()
+        manifest = json.loads((out / "manifest.json").read_text())
+        assert list(manifest["variants"]) == ["fp32"], out  # the variant that passed stays
+        with pytest.raises(ValueError, match="has no int8 variant"):
+            Encoder.load(out, variant="int8")
+        assert Encoder.load(out).encode("still loads").shape == (32,)
 
 
 def test_int8_calibration_file(tiny_model_dir, tmp_path):

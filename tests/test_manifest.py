@@ -83,3 +83,32 @@ def test_unknown_format_version(tiny_export, tmp_path):
     (out / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(ValueError, match="format_version 99"):
         Encoder.load(out)
+
+
+def _listed(out, variant: str, data: bytes) -> None:
+    """Replace a variant's file and list the new bytes in manifest.json, as a faithful export would."""
+    import hashlib
+
+    (out / f"model.{variant}.onnx").write_bytes(data)
+    manifest = json.loads((out / "manifest.json").read_text())
+    manifest["variants"][variant].update(sha256=hashlib.sha256(data).hexdigest(), size_bytes=len(data))
+    (out / "manifest.json").write_text(json.dumps(manifest))
+
+
+def test_a_valid_file_without_a_kernel_here_is_unsupported_not_broken(tiny_export, tmp_path):
+    from onnx import TensorProto, helper
+
+    from embedrt.session import UnsupportedOnDevice
+
+    out = _copy(tiny_export, tmp_path)
+    value = helper.make_tensor_value_info("x", TensorProto.BFLOAT16, [2])  # the CPU provider has no bf16 Mul
+    graph = helper.make_graph([helper.make_node("Mul", ["x", "x"], ["y"])], "g", [value], [value])
+    graph.output[0].name = "y"
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    _listed(out, "fp32", model.SerializeToString())
+    with pytest.raises(UnsupportedOnDevice, match=r"cannot run .*model\.fp32\.onnx on cpu"):
+        Encoder.load(out)
+    _listed(out, "fp32", model.SerializeToString()[:40])  # a broken file, though its manifest entry matches
+    with pytest.raises(ValueError, match="onnxruntime cannot load") as info:
+        Encoder.load(out)
+    assert not isinstance(info.value, UnsupportedOnDevice)

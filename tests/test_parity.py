@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import MODEL_CARD_SENTENCES, clone_dir, drop_normalize, reference_encode
+from conftest import MODEL_CARD_SENTENCES, clone_dir, drop_normalize, fp16_runs_on_cpu, reference_encode
 
 from embedrt import Encoder
 from embedrt.export.parity import compare
@@ -12,10 +12,12 @@ from embedrt.manifest import MANIFEST_NAME, Manifest, Variant
 
 pytestmark = pytest.mark.slow
 
-# Issue 4's int8 targets against PyTorch on all of sts-test.csv (its reference Spearman is measured, 82.03).
-INT8_MIN_COSINE = 0.98
-INT8_P1_COSINE = 0.99
-INT8_SPEARMAN_BUDGET = 0.05
+# Regression gates for int8 on all of sts-test.csv against PyTorch, a stated margin below the README's figures
+# (min 0.9938, p1 0.9965, mean 0.9989, Spearman 82.02 against the reference's 82.03): a drop to 0.981 fails.
+INT8_MIN_COSINE = 0.9938 - 0.002
+INT8_P1_COSINE = 0.9965 - 0.001
+INT8_MEAN_COSINE = 0.9989 - 0.0005
+INT8_SPEARMAN_BUDGET = 0.03  # |int8 - reference|; measured 0.01
 INT8_MAX_BYTES = 25_000_000
 
 
@@ -58,6 +60,7 @@ def test_int8_meets_the_accuracy_targets(figures, sts_pairs, reference, minilm_e
     assert parity.n == 2 * 1379
     assert parity.min_cosine >= INT8_MIN_COSINE
     assert parity.p1_cosine >= INT8_P1_COSINE
+    assert parity.mean_cosine >= INT8_MEAN_COSINE
     assert abs(spearman - sts_pairs.spearman(reference)) <= INT8_SPEARMAN_BUDGET
     assert (minilm_export / "model.int8.onnx").stat().st_size <= INT8_MAX_BYTES
 
@@ -65,7 +68,6 @@ def test_int8_meets_the_accuracy_targets(figures, sts_pairs, reference, minilm_e
 def test_int8_recipe_is_recorded(minilm_export):
     info = Manifest.from_file(minilm_export / MANIFEST_NAME).variants[Variant.INT8]
     assert "calibrated on 2048 texts of sts-train.csv" in info.recipe
-    assert info.parity["min_cosine"] >= INT8_MIN_COSINE
 
 
 def test_int8_vector_does_not_depend_on_its_batch(minilm_export, sts_pairs):
@@ -117,11 +119,16 @@ def test_new_format_save_has_the_same_parity(minilm_dir, minilm_export, sts_pair
     assert parity.max_abs_diff <= 1e-4
 
 
-def test_fp16_export_check(minilm_export):
-    import json
-
-    fp16 = json.loads((minilm_export / "manifest.json").read_text())["variants"]["fp16"]["parity"]
-    assert "skipped" in fp16 or fp16["min_cosine"] >= 0.999
+def test_fp16_on_sts_where_it_runs(minilm_export, sts_pairs, reference):
+    """Where this CPU runs fp16, it is measured on all of sts-test.csv; elsewhere the export says it skipped."""
+    info = Manifest.from_file(minilm_export / MANIFEST_NAME).variants[Variant.FP16]
+    if not fp16_runs_on_cpu(minilm_export / "model.fp16.onnx"):
+        assert "cannot run" in str(info.parity["skipped"])
+        pytest.skip("this onnxruntime has no CPU kernel for a node of the fp16 file (the export says so)")
+    assert "skipped" not in info.parity
+    parity = compare(reference, Encoder.load(minilm_export, variant="fp16").encode(sts_pairs.sentences))
+    print("fp16", parity)
+    assert parity.min_cosine >= 0.999
 
 
 def test_memory_stays_flat_over_varying_shapes(minilm_export):

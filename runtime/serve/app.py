@@ -1,0 +1,247 @@
+"""The ASGI app: explicit routes around one Encoder and one Batcher, errors as OpenAI-shaped JSON."""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import numpy as np
+import orjson
+from prometheus_client import CONTENT_TYPE_LATEST
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from embedrt.encoder import Encoder
+from embedrt.pooling import normalize
+from embedrt.serve.batcher import Batcher, Embedded
+from embedrt.serve.config import ServeConfig
+from embedrt.serve.errors import ApiError
+from embedrt.serve.metrics import Metrics
+from embedrt.serve.protocol import EmbedRequest, openai_body, openai_request, parse_body, tei_body, tei_request
+
+log = logging.getLogger("embedrt.serve")
+Handler = Callable[[Request], Awaitable[Response]]
+_GONE = 499  # nginx's "client closed request": counted in metrics, never sent (nobody is listening)
+
+
+class _ClientGone(Exception):
+    """The client disconnected before its answer was ready."""
+
+
+def create_app(encoder: Encoder, config: ServeConfig, *, workers: int = 1, version: str = "") -> Starlette:
+    """The server for ``encoder``: /v1/embeddings, /embed, /health, /info, /metrics.
+
+    Args:
+        encoder: the loaded model; its session is shared by every request.
+        config: limits and identity.
+        workers: model cycles run at once, each on its own thread sharing the session.
+        version: the embedrt version /info reports.
+
+    """
+    metrics = Metrics()
+    batcher = Batcher(encoder, config.max_queue, config.max_wait_ms, workers, metrics.observe_cycle)
+    metrics.queue.set_function(lambda: batcher.queued_inputs)
+    server = _Server(encoder, config, batcher, metrics, version)
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        batcher.start()
+        yield
+        await batcher.stop()  # uvicorn has finished the requests in flight
+
+    routes = [
+        Route("/v1/embeddings", server.endpoint("/v1/embeddings", server.openai), methods=["POST"]),
+        Route("/embeddings", server.endpoint("/v1/embeddings", server.openai), methods=["POST"]),
+        Route("/embed", server.endpoint("/embed", server.tei), methods=["POST"]),
+        Route("/health", server.endpoint("/health", server.health, auth=False), methods=["GET"]),
+        Route("/info", server.endpoint("/info", server.info), methods=["GET"]),
+        Route("/metrics", server.endpoint("/metrics", server.metrics), methods=["GET"]),
+    ]
+    return Starlette(routes=routes, lifespan=lifespan, exception_handlers={HTTPException: _http_error})
+
+
+class _Server:
+    """The route handlers and what they share."""
+
+    def __init__(self, encoder: Encoder, config: ServeConfig, batcher: Batcher, metrics: Metrics, version: str) -> None:
+        self.encoder, self.config, self.batcher, self.version = encoder, config, batcher, version
+        self._metrics = metrics
+        self._key = config.api_key.encode() if config.api_key is not None else None
+
+    def endpoint(self, route: str, handler: Handler, *, auth: bool = True) -> Handler:
+        """Wrap a handler with the key check, error bodies and metrics."""
+
+        async def run(request: Request) -> Response:
+            start = time.perf_counter()
+            try:
+                if auth:
+                    self._check_key(request)
+                response = await handler(request)
+            except ApiError as exc:
+                response = _error(exc)
+            except (_ClientGone, ClientDisconnect):
+                response = Response(status_code=_GONE)
+            except Exception as exc:  # a defect of ours: say so without the input or a stack trace
+                log.error("internal error on %s: %s", route, type(exc).__name__)
+                response = _error(ApiError(500, "internal server error", error_type="server_error"))
+            self._metrics.observe_request(route, response.status_code, time.perf_counter() - start)
+            return response
+
+        return run
+
+    async def openai(self, request: Request) -> Response:
+        """POST /v1/embeddings."""
+        req = openai_request(await self._json(request), self.config.max_inputs, self.encoder.dimension)
+        if self.config.require_model_name and req.model not in (None, self.config.model_name):
+            raise ApiError(
+                404,
+                f"the model {req.model!r} does not exist; this server serves {self.config.model_name!r}",
+                param="model",
+                code="model_not_found",
+            )
+        embedded = await self._embed(request, req)
+        vectors = self._vectors(embedded, req)
+        model = req.model or self.config.model_name
+        return _json(openai_body(vectors, req.encoding_format, model, sum(embedded.tokens)))
+
+    async def tei(self, request: Request) -> Response:
+        """POST /embed."""
+        req = tei_request(await self._json(request), self.config.max_inputs, self.encoder.dimension)
+        return _json(tei_body(self._vectors(await self._embed(request, req), req)))
+
+    async def health(self, request: Request) -> Response:
+        """GET /health: 200 once the model is loaded and the batching task is alive."""
+        if not self.batcher.alive:
+            return _json(b'{"status":"unavailable"}', 503)
+        return _json(b'{"status":"ok"}')
+
+    async def info(self, request: Request) -> Response:
+        """GET /info."""
+        enc = self.encoder
+        about = {
+            "model": self.config.model_name,
+            "model_dir": enc.model_dir.name,
+            "variant": enc.variant.value,
+            "device": enc.device.value,
+            "providers": enc.providers,
+            "dimension": enc.dimension,
+            "max_seq_length": enc.max_seq_length,
+            "limits": self.config.limits(),
+            "version": self.version,
+        }
+        return _json(orjson.dumps(about))
+
+    async def metrics(self, request: Request) -> Response:
+        """GET /metrics: Prometheus text."""
+        return Response(self._metrics.render(), media_type=CONTENT_TYPE_LATEST)
+
+    def _check_key(self, request: Request) -> None:
+        if self._key is None:
+            return
+        scheme, _, given = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not given:
+            raise ApiError(401, "missing API key: send 'Authorization: Bearer KEY'", code="invalid_api_key")
+        if not hmac.compare_digest(given.strip().encode(), self._key):
+            raise ApiError(401, "invalid API key", code="invalid_api_key")
+
+    async def _json(self, request: Request) -> dict[str, Any]:
+        return parse_body(await _read_body(request, self.config.max_request_bytes, self.config.body_timeout_s))
+
+    async def _embed(self, request: Request, req: EmbedRequest) -> Embedded:
+        """Queue the texts; drop them when the client disconnects first."""
+        prompt = self._prompt(req.prompt_name)
+        work = asyncio.ensure_future(self.batcher.embed(req.texts, prompt, req.truncate))
+        gone = asyncio.ensure_future(_disconnected(request))
+        await asyncio.wait((work, gone), return_when=asyncio.FIRST_COMPLETED)
+        if work.done():
+            gone.cancel()
+            return work.result()
+        work.cancel()  # its queued texts are skipped by the batcher
+        raise _ClientGone
+
+    def _prompt(self, name: str | None) -> str:
+        st = self.encoder.config.sentence_transformer
+        name = name if name is not None else st.default_prompt_name
+        if name is None:
+            return ""
+        if name not in st.prompts:
+            raise ApiError(
+                400,
+                f"'prompt_name' {name!r} is not one of this model's prompts {sorted(st.prompts)}",
+                param="prompt_name",
+            )
+        return st.prompts[name]
+
+    def _vectors(self, embedded: Embedded, req: EmbedRequest) -> np.ndarray:
+        """The model's Normalize (or the request's choice), then ``dimensions``, re-normalized when normalized."""
+        unit = self.encoder.config.normalize if req.normalize is None else req.normalize
+        vectors = embedded.vectors
+        if req.dimensions is not None and req.dimensions < vectors.shape[1]:
+            vectors = vectors[:, : req.dimensions]
+        return np.ascontiguousarray(normalize(vectors) if unit else vectors, dtype=np.float32)
+
+
+async def _read_body(request: Request, limit: int, timeout: float) -> bytes:
+    """The body, refused with 413 as soon as it is known to pass ``limit`` (before reading it when declared)."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise ApiError(
+            413,
+            f"the body is {declared} bytes; the limit is {limit}",
+            code="body_too_large",
+            headers={"Connection": "close"},
+        )
+    chunks: list[bytes] = []
+    size = 0
+
+    async def read() -> None:
+        nonlocal size
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise ApiError(
+                    413,
+                    f"the body passes the limit of {limit} bytes",
+                    code="body_too_large",
+                    headers={"Connection": "close"},
+                )
+            chunks.append(chunk)
+
+    try:
+        await asyncio.wait_for(read(), timeout)
+    except TimeoutError:
+        raise ApiError(
+            408, f"the body did not arrive within {timeout:g} s", code="timeout", headers={"Connection": "close"}
+        ) from None
+    return b"".join(chunks)
+
+
+async def _disconnected(request: Request) -> None:
+    """Return when the client disconnects (the body has been read: the next message can only be a disconnect)."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+
+
+def _json(body: bytes, status: int = 200) -> Response:
+    return Response(body, status_code=status, media_type="application/json")
+
+
+def _error(exc: ApiError) -> Response:
+    response = _json(orjson.dumps(exc.body()), exc.status)
+    response.headers.update(exc.headers)
+    return response
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    """Unknown routes and methods: the same JSON error body as everything else."""
+    status = exc.status_code if isinstance(exc, HTTPException) else 500
+    message = {404: f"no route {request.url.path}", 405: f"{request.method} is not allowed on {request.url.path}"}
+    return _error(ApiError(status, message.get(status, "request refused"), code="not_found" if status == 404 else None))

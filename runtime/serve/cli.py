@@ -1,0 +1,159 @@
+"""``embedrt serve``: load an export, build the app, run it under uvicorn until SIGTERM or Ctrl-C."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+from pathlib import Path
+
+from embedrt.serve.config import (
+    DEFAULT_MAX_INPUTS,
+    DEFAULT_MAX_QUEUE,
+    DEFAULT_MAX_REQUEST_BYTES,
+    DEFAULT_MAX_WAIT_MS,
+)
+
+API_KEY_ENV = "EMBEDRT_API_KEY"
+DEFAULT_PORT = 8080
+# uvicorn: idle keep-alive connections close after this; in-flight requests get this long to finish on SIGTERM.
+KEEP_ALIVE_S = 5
+GRACEFUL_SHUTDOWN_S = 10
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    """Register ``embedrt serve``."""
+    from embedrt.encoder import DEFAULT_MAX_BATCH_TOKENS
+
+    srv = sub.add_parser(
+        "serve",
+        help="serve an exported model over HTTP (OpenAI and text-embeddings-inference APIs)",
+        description="Serve an export over HTTP: POST /v1/embeddings (OpenAI), POST /embed "
+        "(text-embeddings-inference), GET /health, /info, /metrics (Prometheus). Concurrent requests are "
+        "batched together; SIGTERM finishes the requests in flight, then exits 0.",
+        epilog="Example: embedrt serve models/all-MiniLM-L6-v2 --variant int8 --port 8080 --api-key $KEY",
+    )
+    srv.add_argument("model_dir", type=Path, help="directory written by `embedrt export`")
+    srv.add_argument("--variant", default=None, help="fp32, fp16 or int8 (default: fp32 on CPU, fp16 on CUDA)")
+    srv.add_argument("--device", default="cpu", help="cpu, cuda or auto (default: cpu)")
+    srv.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1, this machine only)")
+    srv.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port (default: {DEFAULT_PORT})")
+    srv.add_argument(
+        "--api-key",
+        default=None,
+        help=f"require 'Authorization: Bearer KEY' on every route but /health (default: ${API_KEY_ENV}, else none)",
+    )
+    srv.add_argument(
+        "--model-name",
+        default=None,
+        help="the model name; requests naming another get 404 "
+        "(default: the export's source name, and any name is accepted)",
+    )
+    srv.add_argument("--threads", type=int, default=None, help="onnxruntime intra-op threads (default: one per core)")
+    srv.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="model cycles run at once on threads sharing the "
+        "session (default: 1; see the README for the measured choice)",
+    )
+    srv.add_argument(
+        "--max-batch-tokens",
+        type=int,
+        default=DEFAULT_MAX_BATCH_TOKENS,
+        help=f"padded tokens per onnxruntime batch (default: {DEFAULT_MAX_BATCH_TOKENS})",
+    )
+    srv.add_argument(
+        "--max-wait-ms",
+        type=float,
+        default=DEFAULT_MAX_WAIT_MS,
+        help="under load, how long a short model cycle waits for more requests; a lone request "
+        f"never waits (default: {DEFAULT_MAX_WAIT_MS:g})",
+    )
+    srv.add_argument(
+        "--max-queue",
+        type=int,
+        default=DEFAULT_MAX_QUEUE,
+        help=f"queued inputs past which requests get 429 (default: {DEFAULT_MAX_QUEUE})",
+    )
+    srv.add_argument(
+        "--max-inputs", type=int, default=DEFAULT_MAX_INPUTS, help=f"texts per request (default: {DEFAULT_MAX_INPUTS})"
+    )
+    srv.add_argument(
+        "--max-request-bytes",
+        type=int,
+        default=DEFAULT_MAX_REQUEST_BYTES,
+        help=f"request body size (default: {DEFAULT_MAX_REQUEST_BYTES})",
+    )
+    srv.add_argument("--access-log", action="store_true", help="log every request line (method, path, status)")
+    srv.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Load the model, then serve until SIGTERM/SIGINT; returns the exit code."""
+    try:
+        import uvicorn
+    except ImportError:
+        raise ImportError("embedrt serve needs the serve extra: pip install 'embedrt[serve]'") from None
+    from embedrt.encoder import Encoder
+    from embedrt.manifest import MANIFEST_NAME, Manifest
+    from embedrt.serve.app import create_app
+    from embedrt.serve.config import ServeConfig
+
+    api_key = args.api_key if args.api_key is not None else os.environ.get(API_KEY_ENV) or None
+    encoder = Encoder.load(
+        args.model_dir,
+        variant=args.variant,
+        device=args.device,
+        threads=args.threads,
+        max_batch_tokens=args.max_batch_tokens,
+    )
+    source_name = Manifest.from_file(Path(args.model_dir) / MANIFEST_NAME).source.get("name")
+    config = ServeConfig(
+        model_name=args.model_name or source_name or Path(args.model_dir).name,
+        api_key=api_key,
+        require_model_name=args.model_name is not None,
+        max_inputs=args.max_inputs,
+        max_request_bytes=args.max_request_bytes,
+        max_queue=args.max_queue,
+        max_batch_tokens=args.max_batch_tokens,
+        max_wait_ms=args.max_wait_ms,
+    )
+    if args.workers < 1:
+        raise ValueError(f"--workers must be a positive integer, got {args.workers}")
+    app = create_app(encoder, config, workers=args.workers, version=_version())
+    auth = "API key required" if api_key else f"UNAUTHENTICATED (pass --api-key or set {API_KEY_ENV})"
+    print(
+        f"embedrt serve: {config.model_name} ({encoder.variant.value}, {encoder.device.value}) on "
+        f"http://{args.host}:{args.port}; {auth}",
+        file=sys.stderr,
+        flush=True,
+    )
+    server = uvicorn.Server(
+        uvicorn.Config(
+            app,
+            host=args.host,
+            port=args.port,
+            loop="auto",
+            http="auto",
+            access_log=args.access_log,
+            log_level="info" if args.access_log else "warning",
+            timeout_keep_alive=KEEP_ALIVE_S,
+            timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
+        )
+    )
+    # uvicorn re-raises the signal it shut down for once it is done, which would end the process with -15;
+    # a graceful stop on SIGTERM is a success, so that re-raised signal lands here and is ignored.
+    signal.signal(signal.SIGTERM, lambda signum, frame: None)
+    server.run()
+    return 0 if server.started else 1
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("embedrt")
+    except PackageNotFoundError:
+        return "unknown"

@@ -1,0 +1,191 @@
+"""Request bodies of the two APIs, checked field by field, and the vectors' JSON forms.
+
+``/v1/embeddings`` follows OpenAI's embeddings API as the official client sends it; ``/embed`` follows
+text-embeddings-inference. Every refusal is an :class:`ApiError` naming the field (and the index in a list).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import orjson
+
+from embedrt.config import Choice
+from embedrt.serve.errors import ApiError
+from embedrt.tokenizer import check_texts
+
+
+class EncodingFormat(Choice):
+    """How /v1/embeddings writes a vector: a list of floats, or base64 of little-endian float32 bytes."""
+
+    FLOAT = "float"
+    BASE64 = "base64"
+
+
+@dataclass(frozen=True)
+class EmbedRequest:
+    """What either route asks of the model, after validation.
+
+    ``normalize`` None keeps the model's own choice (its Normalize module); ``dimensions`` keeps the first N
+    values and then re-normalizes when the vector was normalized.
+    """
+
+    texts: list[str]
+    normalize: bool | None = None
+    dimensions: int | None = None
+    truncate: bool = True
+    prompt_name: str | None = None
+    encoding_format: EncodingFormat = EncodingFormat("float")
+    model: str | None = None
+
+
+def parse_body(body: bytes) -> dict[str, Any]:
+    """The body's JSON object; 400 for anything else (garbage, NaN, a list, invalid UTF-8)."""
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        data = _parse_strict(body)  # orjson refuses lone surrogate escapes, which get a precise error later
+    if not isinstance(data, dict):
+        raise ApiError(400, f"the body must be a JSON object, found {_json_type(data)}")
+    return data
+
+
+def openai_request(data: dict[str, Any], max_inputs: int, dimension: int) -> EmbedRequest:
+    """Validate a /v1/embeddings body."""
+    model = data.get("model")
+    if model is not None and not isinstance(model, str):
+        raise ApiError(400, f"'model' must be a string, found {_json_type(model)}", param="model")
+    fmt = data.get("encoding_format") or "float"
+    if fmt not in ("float", "base64"):
+        raise ApiError(
+            400, f"'encoding_format' must be 'float' or 'base64', got {_short(fmt)}", param="encoding_format"
+        )
+    return EmbedRequest(
+        texts=_texts(data, "input", max_inputs),
+        dimensions=_dimensions(data.get("dimensions"), dimension),
+        encoding_format=EncodingFormat(fmt),
+        model=model,
+    )
+
+
+def tei_request(data: dict[str, Any], max_inputs: int, dimension: int) -> EmbedRequest:
+    """Validate an /embed body (text-embeddings-inference)."""
+    prompt_name = data.get("prompt_name")
+    if prompt_name is not None and not isinstance(prompt_name, str):
+        raise ApiError(400, f"'prompt_name' must be a string, found {_json_type(prompt_name)}", param="prompt_name")
+    return EmbedRequest(
+        texts=_texts(data, "inputs", max_inputs),
+        normalize=_flag(data, "normalize", True),
+        dimensions=_dimensions(data.get("dimensions"), dimension),
+        truncate=_flag(data, "truncate", True),
+        prompt_name=prompt_name,
+    )
+
+
+def openai_body(vectors: np.ndarray, fmt: EncodingFormat, model: str, tokens: int) -> bytes:
+    """The /v1/embeddings response."""
+    if fmt is EncodingFormat.BASE64:
+        little = vectors.astype("<f4", copy=False)
+        items: list[Any] = [base64.b64encode(row.tobytes()).decode("ascii") for row in little]
+    else:
+        items = list(vectors)  # rows of a C-contiguous float32 array: orjson writes them without a copy
+    data = [{"object": "embedding", "index": i, "embedding": item} for i, item in enumerate(items)]
+    usage = {"prompt_tokens": tokens, "total_tokens": tokens}
+    return orjson.dumps(
+        {"object": "list", "data": data, "model": model, "usage": usage}, option=orjson.OPT_SERIALIZE_NUMPY
+    )
+
+
+def tei_body(vectors: np.ndarray) -> bytes:
+    """The /embed response: a list of vectors."""
+    return orjson.dumps(vectors, option=orjson.OPT_SERIALIZE_NUMPY)
+
+
+def _parse_strict(body: bytes) -> Any:
+    def refuse_constant(name: str) -> None:
+        raise ValueError(f"{name} is not valid JSON")
+
+    try:
+        return json.loads(body.decode("utf-8"), parse_constant=refuse_constant)
+    except UnicodeDecodeError as exc:
+        raise ApiError(400, f"the body is not valid UTF-8 ({exc.reason} at byte {exc.start})") from None
+    except ValueError as exc:  # json.JSONDecodeError is a ValueError
+        raise ApiError(400, f"the body is not valid JSON: {exc}") from None
+
+
+def _texts(data: dict[str, Any], param: str, max_inputs: int) -> list[str]:
+    if param not in data:
+        raise ApiError(400, f"'{param}' is required: a string or a list of strings", param=param)
+    value = data[param]
+    if isinstance(value, str):
+        texts = [value]
+    elif isinstance(value, list):
+        texts = _text_list(value, param)
+    else:
+        raise ApiError(400, f"'{param}' must be a string or a list of strings, found {_json_type(value)}", param=param)
+    if len(texts) > max_inputs:
+        raise ApiError(
+            413, f"'{param}' holds {len(texts)} texts; at most {max_inputs} per request", param=param, code="too_many"
+        )
+    try:
+        check_texts(texts)
+    except ValueError as exc:  # a lone surrogate: the message names texts[i] and the position
+        message = str(exc).replace("texts[", f"{param}[", 1)
+        raise ApiError(400, message, param=param) from None
+    return texts
+
+
+def _text_list(value: list[Any], param: str) -> list[str]:
+    if not value:
+        raise ApiError(400, f"'{param}' must not be an empty list", param=param)
+    if all(_is_token_id(v) for v in value) or all(
+        isinstance(v, list) and v and all(_is_token_id(x) for x in v) for v in value
+    ):
+        raise ApiError(
+            400,
+            f"'{param}' holds token-id arrays, which this server does not support; send the texts as strings",
+            param=param,
+            code="token_ids_not_supported",
+        )
+    for i, item in enumerate(value):
+        if not isinstance(item, str):
+            raise ApiError(400, f"'{param}[{i}]' is {_json_type(item)}; expected a string", param=f"{param}[{i}]")
+    return value
+
+
+def _is_token_id(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _dimensions(value: Any, dimension: int) -> int | None:
+    if value is None:
+        return None
+    if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= dimension:
+        raise ApiError(
+            400, f"'dimensions' must be an integer from 1 to {dimension}, got {_short(value)}", param="dimensions"
+        )
+    return value
+
+
+def _flag(data: dict[str, Any], name: str, default: bool) -> bool:
+    value = data.get(name, default)
+    if value is None:
+        return default
+    if not isinstance(value, bool):
+        raise ApiError(400, f"'{name}' must be true or false, found {_json_type(value)}", param=name)
+    return value
+
+
+def _json_type(value: Any) -> str:
+    names = {dict: "an object", list: "a list", str: "a string", bool: "a boolean", int: "a number", float: "a number"}
+    return "null" if value is None else names.get(type(value), type(value).__name__)
+
+
+def _short(value: Any) -> str:
+    """A value for an error message, cut short: never a whole text back to the client."""
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."

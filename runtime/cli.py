@@ -1,4 +1,4 @@
-"""Command line: ``embedrt export``, ``encode``, ``verify``, ``serve``."""
+"""Command line: ``embedrt export``, ``encode``, ``verify``, ``serve``, ``embed-corpus``."""
 
 from __future__ import annotations
 
@@ -120,9 +120,12 @@ def _parser() -> argparse.ArgumentParser:
     ver.add_argument("--json", action="store_true", help="print JSON instead of a table")
     ver.set_defaults(run=_verify)
 
+    # Their modules import only the standard library here; their extras are imported when they run.
+    from embedrt.corpus.cli import add_parser as add_corpus
     from embedrt.serve.cli import add_parser as add_serve
 
     add_serve(sub)
+    add_corpus(sub)
     return parser
 
 

@@ -20,7 +20,8 @@ def _run(*args: str) -> subprocess.CompletedProcess:
 
 
 HELP_WORDS = {
-    "": ["export", "encode", "verify"],
+    "": ["export", "encode", "verify", "serve", "embed-corpus"],
+    "serve": ["--api-key", "EMBEDRT_API_KEY", "--max-queue", "--max-request-bytes", "127.0.0.1", "SIGTERM"],
     "export": ["--variants", "--out", "--allow-pickle"],
     "encode": ["--input", "--output", "--variant", "--workers"],
     "verify": ["Spearman", "--sts", "--source"],

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from embedrt.serve.config import (
+    DEFAULT_BODY_TIMEOUT_S,
     DEFAULT_MAX_INPUTS,
     DEFAULT_MAX_QUEUE,
     DEFAULT_MAX_REQUEST_BYTES,
@@ -48,7 +49,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--model-name",
         default=None,
         help="the model name; requests naming another get 404 "
-        "(default: the export's source name, and any name is accepted)",
+        "(default: the export directory's name; then any name is accepted)",
     )
     srv.add_argument("--threads", type=int, default=None, help="onnxruntime intra-op threads (default: one per core)")
     srv.add_argument(
@@ -86,6 +87,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         default=DEFAULT_MAX_REQUEST_BYTES,
         help=f"request body size (default: {DEFAULT_MAX_REQUEST_BYTES})",
     )
+    srv.add_argument(
+        "--body-timeout",
+        type=float,
+        default=DEFAULT_BODY_TIMEOUT_S,
+        help=f"seconds a request body may take to arrive, then 408 (default: {DEFAULT_BODY_TIMEOUT_S:g})",
+    )
     srv.add_argument("--access-log", action="store_true", help="log every request line (method, path, status)")
     srv.set_defaults(run=run)
 
@@ -97,7 +104,6 @@ def run(args: argparse.Namespace) -> int:
     except ImportError:
         raise ImportError("embedrt serve needs the serve extra: pip install 'embedrt[serve]'") from None
     from embedrt.encoder import Encoder
-    from embedrt.manifest import MANIFEST_NAME, Manifest
     from embedrt.serve.app import create_app
     from embedrt.serve.config import ServeConfig
 
@@ -109,9 +115,8 @@ def run(args: argparse.Namespace) -> int:
         threads=args.threads,
         max_batch_tokens=args.max_batch_tokens,
     )
-    source_name = Manifest.from_file(Path(args.model_dir) / MANIFEST_NAME).source.get("name")
     config = ServeConfig(
-        model_name=args.model_name or source_name or Path(args.model_dir).name,
+        model_name=args.model_name or Path(args.model_dir).resolve().name,
         api_key=api_key,
         require_model_name=args.model_name is not None,
         max_inputs=args.max_inputs,
@@ -119,6 +124,7 @@ def run(args: argparse.Namespace) -> int:
         max_queue=args.max_queue,
         max_batch_tokens=args.max_batch_tokens,
         max_wait_ms=args.max_wait_ms,
+        body_timeout_s=args.body_timeout,
     )
     if args.workers < 1:
         raise ValueError(f"--workers must be a positive integer, got {args.workers}")

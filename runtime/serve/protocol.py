@@ -39,7 +39,7 @@ class EmbedRequest:
     dimensions: int | None = None
     truncate: bool = True
     prompt_name: str | None = None
-    encoding_format: EncodingFormat = EncodingFormat("float")
+    encoding_format: EncodingFormat | None = None  # None: float
     model: str | None = None
 
 

@@ -1,0 +1,323 @@
+"""embedrt serve in a subprocess on 127.0.0.1: the official openai client, the TEI route, limits and faults."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import socket
+import time
+
+import httpx
+import numpy as np
+import pytest
+from serve_helpers import start_server
+
+from embedrt import Encoder
+from embedrt.export.parity import compare
+
+KEY = "test-key-0123456789"
+TEXTS = [
+    "The weather is lovely today.",
+    "It's so sunny outside!",
+    "He drove to the stadium.",
+    "",
+    "Ünïcödé, CJK 東京, emoji 🚀 and [SEP] inside.",
+    "word " * 100,  # past the tiny model's 64 tokens: truncated
+]
+LIMITS = ["--max-inputs", "64", "--max-request-bytes", "65536", "--body-timeout", "1"]
+
+
+@pytest.fixture(scope="module")
+def server(tiny_export):
+    # Options before and after the positional argument, as users type them.
+    srv = start_server(tiny_export, "--variant", "fp32", "--model-name", "tiny", *LIMITS, key=KEY)
+    yield srv
+    assert srv.stop() == 0
+
+
+@pytest.fixture(scope="module")
+def encoder(tiny_export):
+    return Encoder.load(tiny_export, variant="fp32")
+
+
+def _client(server):
+    from openai import OpenAI
+
+    return OpenAI(base_url=server.url + "/v1", api_key=KEY, max_retries=0)
+
+
+def _reference_tokens(tiny_model_dir, texts):
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(tiny_model_dir))
+    return sum(len(ids) for ids in tokenizer(texts, truncation=True, max_length=64)["input_ids"])
+
+
+def test_openai_client_gets_the_encoder_vectors(server, encoder, tiny_model_dir):
+    client = _client(server)
+    expected = encoder.encode(TEXTS)
+    for fmt in ({}, {"encoding_format": "float"}):  # unasked, the client requests base64 and decodes it
+        response = client.embeddings.create(input=TEXTS, model="tiny", **fmt)
+        got = np.array([item.embedding for item in response.data], dtype=np.float32)
+        assert [item.index for item in response.data] == list(range(len(TEXTS)))
+        assert compare(expected, got).min_cosine >= 0.99999, fmt
+        np.testing.assert_allclose(got, expected, atol=1e-6)
+        assert response.model == "tiny"
+        assert response.usage.prompt_tokens == response.usage.total_tokens == _reference_tokens(tiny_model_dir, TEXTS)
+    single = client.embeddings.create(input="He drove to the stadium.", model="tiny")
+    np.testing.assert_allclose(single.data[0].embedding, expected[2], atol=1e-6)
+
+
+def test_base64_is_little_endian_float32(server, encoder):
+    body = server.post("/v1/embeddings", {"input": ["a text"], "encoding_format": "base64"}).json()
+    raw = base64.b64decode(body["data"][0]["embedding"])
+    np.testing.assert_allclose(np.frombuffer(raw, dtype="<f4"), encoder.encode("a text"), atol=1e-6)
+
+
+def test_dimensions_keep_the_first_values_renormalized(server, encoder):
+    got = _client(server).embeddings.create(input=TEXTS, model="tiny", dimensions=8)
+    vectors = np.array([item.embedding for item in got.data])
+    expected = encoder.encode(TEXTS, truncate_dim=8, normalize_embeddings=True)
+    np.testing.assert_allclose(vectors, expected, atol=1e-6)
+    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-6)
+
+
+def test_tei_route(server, encoder):
+    got = server.post("/embed", {"inputs": TEXTS}).json()
+    np.testing.assert_allclose(np.array(got), encoder.encode(TEXTS), atol=1e-6)
+    single = server.post("/embed", {"inputs": "just one"}).json()
+    assert len(single) == 1 and len(single[0]) == 32
+    raw = server.post("/embed", {"inputs": TEXTS, "normalize": False}).json()
+    np.testing.assert_allclose(np.array(raw), encoder.encode(TEXTS, normalize_embeddings=False), atol=1e-5)
+    cut = server.post("/embed", {"inputs": TEXTS, "dimensions": 4}).json()
+    np.testing.assert_allclose(
+        np.array(cut), encoder.encode(TEXTS, truncate_dim=4, normalize_embeddings=True), atol=1e-6
+    )
+    long = server.post("/embed", {"inputs": ["short", "word " * 100], "truncate": False})
+    assert long.status_code == 413
+    assert long.json()["error"]["message"].startswith("inputs[1] has 102 tokens, more than max_seq_length 64")
+    truncated = server.post("/embed", {"inputs": ["word " * 100], "truncate": True}).json()
+    np.testing.assert_allclose(truncated[0], encoder.encode("word " * 100), atol=1e-6)
+
+
+BAD = [
+    (b"{not json", 400, "not valid JSON"),
+    (b"\xff\xfe\x00garbage", 400, "not valid UTF-8"),
+    (b'["input"]', 400, "must be a JSON object, found a list"),
+    (b'{"input": null}', 400, "'input' must be a string or a list of strings, found null"),
+    (b'{"input": 3}', 400, "found a number"),
+    (b'{"input": {"text": "a"}}', 400, "found an object"),
+    (b'{"input": [["nested"]]}', 400, "'input[0]' is a list; expected a string"),
+    (b'{"input": ["ok", null]}', 400, "'input[1]' is null; expected a string"),
+    (b'{"input": []}', 400, "'input' must not be an empty list"),
+    (b'{"model": "tiny"}', 400, "'input' is required"),
+    (b'{"input": ["ok", "a\\ud800b"]}', 400, "input[1] contains a lone surrogate U+D800 at position 1"),
+    (b'{"input": "a", "encoding_format": "int4"}', 400, "'encoding_format' must be 'float' or 'base64'"),
+    (b'{"input": "a", "dimensions": 0}', 400, "'dimensions' must be an integer from 1 to 32, got 0"),
+    (b'{"input": "a", "dimensions": 33}', 400, "got 33"),
+    (b'{"input": "a", "dimensions": "8"}', 400, "got '8'"),
+    (b'{"input": "a", "dimensions": true}', 400, "got True"),
+    (b'{"input": [1, 2, 3]}', 400, "token-id arrays, which this server does not support"),
+    (b'{"input": [[1, 2], [3]]}', 400, "token-id arrays"),
+    (b'{"input": "a", "model": "gpt-4"}', 404, "the model 'gpt-4' does not exist"),
+    (b'{"input": "a", "model": 7}', 400, "'model' must be a string"),
+    (b'{"input": ' + b'["x", ' * 0 + b"[" + b'"x",' * 64 + b'"x"]}', 413, "holds 65 texts; at most 64"),
+    (b'{"input": "' + b"x" * 70000 + b'"}', 413, "the body is 70013 bytes; the limit is 65536"),
+    (b'{"input": "a", "x": NaN}', 400, "not valid JSON"),
+]
+
+
+@pytest.mark.parametrize(("body", "status", "message"), BAD, ids=[f"{i}-{s}" for i, (_, s, _) in enumerate(BAD)])
+def test_bad_requests_get_a_4xx_naming_the_problem(server, body, status, message):
+    response = server.post("/v1/embeddings", body, headers={**server.headers(), "Content-Type": "application/json"})
+    assert response.status_code == status, response.text
+    error = response.json()["error"]
+    assert message in error["message"]
+    assert set(error) == {"message", "type", "param", "code"}
+    assert "Traceback" not in response.text
+
+
+def test_bad_tei_requests_and_routes(server):
+    assert server.post("/embed", {"inputs": ["a", 5]}).json()["error"]["param"] == "inputs[1]"
+    assert server.post("/embed", {"inputs": "a", "normalize": "yes"}).status_code == 400
+    assert "not one of this model's prompts" in server.post("/embed", {"inputs": "a", "prompt_name": "q"}).text
+    assert server.get("/nowhere").status_code == 404
+    assert server.get("/v1/embeddings").status_code == 405
+    assert server.get("/v1/embeddings").json()["error"]["message"] == "GET is not allowed on /v1/embeddings"
+
+
+def test_server_is_healthy_and_exact_after_abuse(server, encoder):
+    for body, _, _ in BAD:
+        server.post("/v1/embeddings", body)
+    assert server.get("/health").json() == {"status": "ok"}
+    got = server.post("/v1/embeddings", {"input": TEXTS, "encoding_format": "float"}).json()
+    np.testing.assert_allclose([d["embedding"] for d in got["data"]], encoder.encode(TEXTS), atol=1e-6)
+
+
+def test_api_key_is_enforced(server):
+    body = {"input": "a"}
+    assert server.post("/v1/embeddings", body, headers={}).status_code == 401
+    wrong = server.post("/v1/embeddings", body, headers={"Authorization": "Bearer nope"})
+    assert wrong.status_code == 401 and wrong.json()["error"]["code"] == "invalid_api_key"
+    assert server.post("/embed", {"inputs": "a"}, headers={"Authorization": "Basic " + KEY}).status_code == 401
+    assert server.get("/metrics", headers={}).status_code == 401
+    assert server.get("/info", headers={}).status_code == 401
+    assert server.get("/health", headers={}).status_code == 200  # probes need no key
+    assert server.post("/v1/embeddings", body).status_code == 200
+
+
+def test_info(server, encoder):
+    info = server.get("/info").json()
+    assert info["model"] == "tiny" and info["variant"] == "fp32" and info["device"] == "cpu"
+    assert info["dimension"] == 32 and info["max_seq_length"] == 64
+    assert info["limits"]["max_inputs"] == 64 and info["limits"]["max_request_bytes"] == 65536
+
+
+def _raw(port: int, data: bytes) -> socket.socket:
+    sock = socket.create_connection(("127.0.0.1", port))
+    sock.sendall(data)
+    return sock
+
+
+def test_slow_and_silent_clients_do_not_block_others(server, encoder):
+    head = b"POST /v1/embeddings HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + KEY.encode()
+    half = _raw(server.port, head + b'\r\nContent-Type: application/json\r\nContent-Length: 500\r\n\r\n{"inp')
+    silent = _raw(server.port, b"")
+    started = time.monotonic()
+    for text in TEXTS[:3]:  # served while both connections hang
+        got = server.post("/v1/embeddings", {"input": text, "encoding_format": "float"}).json()
+        np.testing.assert_allclose(got["data"][0]["embedding"], encoder.encode(text), atol=1e-6)
+    assert time.monotonic() - started < 5  # not a timing check: these would wait forever if blocked
+    half.settimeout(10)
+    answer = b""
+    while b"did not arrive" not in answer and (chunk := half.recv(4096)):
+        answer += chunk
+    assert answer.startswith(b"HTTP/1.1 408") and b"did not arrive within 1 s" in answer
+    half.close()
+    silent.close()
+
+
+def test_a_client_that_disconnects_does_not_break_the_server(server, encoder):
+    body = ('{"input": [' + ",".join(f'"text number {i} ' + "w " * 50 + '"' for i in range(64)) + "]}").encode()
+    for _ in range(5):
+        sock = _raw(
+            server.port,
+            b"POST /v1/embeddings HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer "
+            + KEY.encode()
+            + f"\r\nContent-Length: {len(body)}\r\n\r\n".encode()
+            + body,
+        )
+        sock.close()  # gone before the answer
+    got = server.post("/v1/embeddings", {"input": "after", "encoding_format": "float"}).json()
+    np.testing.assert_allclose(got["data"][0]["embedding"], encoder.encode("after"), atol=1e-6)
+
+
+def test_metrics_parse(server):
+    from prometheus_client.parser import text_string_to_metric_families
+
+    server.post("/v1/embeddings", {"input": ["one", "two"]})
+    families = {f.name: f for f in text_string_to_metric_families(server.get("/metrics").text)}
+    for name in (
+        "embedrt_requests",
+        "embedrt_request_latency_seconds",
+        "embedrt_batch_size",
+        "embedrt_batch_tokens",
+        "embedrt_queue_depth",
+        "embedrt_inputs",
+        "embedrt_tokens",
+    ):
+        assert name in families, name
+    ok = [
+        s
+        for s in families["embedrt_requests"].samples
+        if s.labels == {"route": "/v1/embeddings", "status": "200"} and s.name.endswith("_total")
+    ]
+    assert ok and ok[0].value >= 1
+    inputs = next(s.value for s in families["embedrt_inputs"].samples if s.name.endswith("_total"))
+    assert inputs >= 2
+
+
+def test_concurrent_requests_get_their_own_rows(server, encoder):
+    """500 requests at concurrency 32, 1-3 distinct texts each: no errors, no rows mixed across requests."""
+    requests = [
+        [f"request {i} text {k}: " + "word " * ((i * 7 + k) % 40) for k in range(1 + i % 3)] for i in range(500)
+    ]
+    expected = {
+        text: vec
+        for text, vec in zip(
+            [t for r in requests for t in r], encoder.encode([t for r in requests for t in r]), strict=True
+        )
+    }
+
+    async def run():
+        limits = httpx.Limits(max_connections=32)
+        async with httpx.AsyncClient(
+            base_url=server.url, headers=server.headers(), limits=limits, timeout=60
+        ) as client:
+            gate = asyncio.Semaphore(32)
+
+            async def one(texts):
+                async with gate:
+                    response = await client.post("/v1/embeddings", json={"input": texts, "encoding_format": "float"})
+                return texts, response
+
+            return await asyncio.gather(*(one(texts) for texts in requests))
+
+    results = asyncio.run(run())
+    assert [r.status_code for _, r in results] == [200] * 500
+    for texts, response in results:
+        rows = response.json()["data"]
+        assert len(rows) == len(texts)
+        for text, row in zip(texts, rows, strict=True):
+            np.testing.assert_allclose(row["embedding"], expected[text], atol=1e-5)
+
+
+def test_full_queue_answers_429_with_retry_after(tiny_export):
+    srv = start_server(tiny_export, "--max-queue", "64", "--max-inputs", "64", "--threads", "1")
+    try:
+        body = {"input": ["word " * 60 + str(i) for i in range(64)]}
+
+        async def flood():
+            async with httpx.AsyncClient(base_url=srv.url, timeout=60) as client:
+                return await asyncio.gather(*(client.post("/v1/embeddings", json=body) for _ in range(24)))
+
+        statuses = [r.status_code for r in asyncio.run(flood())]
+        refused = [r for r in asyncio.run(flood()) if r.status_code == 429]
+        assert set(statuses) <= {200, 429} and 200 in statuses
+        assert refused, statuses
+        assert refused[0].headers["Retry-After"] == "1" and refused[0].json()["error"]["code"] == "queue_full"
+        assert srv.get("/health").status_code == 200
+    finally:
+        assert srv.stop() == 0
+    assert "UNAUTHENTICATED" in srv.process.stderr.read()
+
+
+def test_sigterm_drains_in_flight_requests_then_exits_0(tiny_export, encoder):
+    srv = start_server(tiny_export, "--threads", "1", "--max-inputs", "2048")
+    texts = [f"text {i} " + "word " * 50 for i in range(2048)]
+
+    async def run():
+        async with httpx.AsyncClient(base_url=srv.url, timeout=60) as client:
+            pending = [asyncio.create_task(client.post("/embed", json={"inputs": texts})) for _ in range(2)]
+            await asyncio.sleep(0.3)
+            srv.process.send_signal(15)
+            return await asyncio.gather(*pending)
+
+    responses = asyncio.run(run())
+    assert [r.status_code for r in responses] == [200, 200]
+    np.testing.assert_allclose(np.array(responses[1].json()), encoder.encode(texts), atol=1e-5)
+    assert srv.process.wait(15) == 0
+    with pytest.raises(httpx.TransportError):
+        httpx.get(srv.url + "/health", timeout=1)
+
+
+def test_api_key_from_the_environment(tiny_export):
+    import os
+
+    srv = start_server(tiny_export, env={**os.environ, "EMBEDRT_API_KEY": "from-env"})
+    try:
+        assert srv.post("/embed", {"inputs": "a"}, headers={}).status_code == 401
+        assert srv.post("/embed", {"inputs": "a"}, headers={"Authorization": "Bearer from-env"}).status_code == 200
+    finally:
+        srv.stop()
+    assert "API key required" in srv.process.stderr.read()

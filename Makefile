@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 MODEL_DIR := models/all-MiniLM-L6-v2
 
-.PHONY: install demo test test-fast lint format bench compare clean
+.PHONY: install demo test test-fast lint format bench compare serve-bench corpus-bench clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -41,6 +41,14 @@ bench: $(STAMP)
 
 compare: $(STAMP)
 	$(BIN)/python -m benchmarks.compare
+
+# infinity-emb runs from its own venv (INFINITY_PYTHON); see benchmarks/serve.py for how to make it.
+INFINITY_PYTHON ?= /work/venvs/infinity/bin/python
+serve-bench: $(STAMP)
+	$(BIN)/python -m benchmarks.serve --infinity-python $(INFINITY_PYTHON)
+
+corpus-bench: $(STAMP)
+	$(BIN)/python -m benchmarks.corpus --model $(MODEL_DIR) --docs 20000 --variants int8,fp32 --configs local:1,local:2,ray:1,ray:2
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

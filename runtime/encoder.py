@@ -87,7 +87,7 @@ class Encoder:
                 f"{manifest_path} not found: {root} is not an embedrt export; create one with `embedrt export`"
             )
         resolved = resolve_device(Device.parse(device))
-        chosen = Variant.parse(variant) if variant is not None else _default_variant(resolved)
+        chosen = Variant.parse(variant) if variant is not None else default_variant(resolved)
         manifest = Manifest.from_file(manifest_path)
         info = manifest.info(chosen, root)
         config = ModelConfig.from_dir(root)  # config errors surface before the session's cost
@@ -290,5 +290,6 @@ def _verified_session(path: Path, info: VariantInfo, device: Device, threads: in
     return session
 
 
-def _default_variant(device: Device) -> Variant:
+def default_variant(device: Device) -> Variant:
+    """The variant ``Encoder.load`` picks when none is given: fp16 on CUDA, fp32 on the CPU."""
     return Variant.FP16 if device is Device.CUDA else Variant.FP32

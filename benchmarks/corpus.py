@@ -41,9 +41,9 @@ result = embed_corpus(corpus, out, model, variant=variant, engine=engine, worker
 timings["embed_s"] = result.timings["embed_s"]
 timings["rows_out"] = result.rows_out
 if engine == "ray":
-    small = Path(out).parent / "small.txt"
+    small = Path(out + "-small.txt")  # per configuration: a finished job in a shared OUTPUT would not run again
     small.write_text("\n".join(["a short sentence to embed"] * 32) + "\n")
-    again = embed_corpus(small, Path(out).parent / "small-out", model, variant=variant, engine=engine, workers=workers)
+    again = embed_corpus(small, Path(out + "-small"), model, variant=variant, engine=engine, workers=workers)
     timings["job_overhead_s"] = again.timings["embed_s"]
     ray.shutdown()
 print("RESULT " + json.dumps(timings))

@@ -26,6 +26,7 @@ from embedrt.export.onnx_files import (
 from embedrt.export.parity import CHECK_SENTENCES, TOLERANCE, compare
 from embedrt.export.source import DEFAULT_NAME, check_bert, resolve_source
 from embedrt.manifest import FORMAT_VERSION, MANIFEST_NAME, Manifest, Variant, VariantInfo, sha256_file
+from embedrt.version import embedrt_version
 
 DEFAULT_VARIANTS = (Variant.FP32, Variant.FP16, Variant.INT8)
 # Files that define tokenization and the module pipeline; weights are never copied.
@@ -86,7 +87,7 @@ def export(
         _copy_configs(source, out_dir, config)
     with steps("load the PyTorch reference and embed the check sentences"):
         reference = _reference_embeddings(source, config)
-    manifest = Manifest(FORMAT_VERSION, _source_info(source, out_dir), {}, _version())
+    manifest = Manifest(FORMAT_VERSION, _source_info(source, out_dir), {}, embedrt_version())
     with tempfile.TemporaryDirectory() as tmp:
         plain, fused = Path(tmp) / "plain.onnx", Path(tmp) / "fused.onnx"
         with steps("export the BertModel to ONNX and fuse the graph"):
@@ -212,15 +213,6 @@ def _source_info(source: Path, out_dir: Path) -> dict[str, str]:
     for path in sorted(p for p in out_dir.rglob("*.json") if p.name != MANIFEST_NAME):
         digest.update(path.relative_to(out_dir).as_posix().encode() + b"\0" + path.read_bytes())
     return {"path": str(source), "name": source.name, "config_sha256": digest.hexdigest()}
-
-
-def _version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("embedrt")
-    except PackageNotFoundError:
-        return "unknown"
 
 
 def _summary(variant: Variant, figures: dict[str, float | int | str]) -> str:

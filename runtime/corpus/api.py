@@ -22,6 +22,7 @@ from embedrt.corpus.job import (
 from embedrt.corpus.sources import import_pyarrow, plan_input
 from embedrt.manifest import MANIFEST_NAME, Manifest, Variant, checked_path, sha256_file
 from embedrt.progress import Progress
+from embedrt.version import embedrt_version
 
 # Rows per block and per part: small enough that a killed job loses little work and two workers share even a
 # small corpus, large enough that the per-block cost (a Ray task, a parquet file) stays under 1% of the work.
@@ -55,16 +56,6 @@ def _positive(name: str, value: object) -> int:
     if not isinstance(value, int) or isinstance(value, bool) or value < 1:
         raise ValueError(f"{name} must be a positive integer, got {value!r}")
     return value
-
-
-def embedrt_version() -> str:
-    """The installed embedrt's version."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("embedrt")
-    except PackageNotFoundError:
-        return "unknown"
 
 
 def embed_corpus(

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from embedrt.config import Choice, read_json
+from embedrt.config import Choice, read_json, require
 from embedrt.corpus.sources import MISSING, Block, Plan, import_pyarrow, read_block
 from embedrt.tokenizer import check_texts
 
@@ -97,19 +97,16 @@ class JobState:
         data = read_json(path)
         if data.get("format") != STATE_FORMAT:
             raise ValueError(f"{path}: unknown job state format {data.get('format')!r}; expected {STATE_FORMAT}")
-        try:
-            return cls(
-                input=str(data["input"]),
-                files=tuple(str(f) for f in data["files"]),
-                text_column=str(data["text_column"]),
-                id_column=str(data["id_column"]),
-                block_rows=int(data["block_rows"]),
-                model_dir=str(data["model_dir"]),
-                variant=str(data["variant"]),
-                model_sha256=str(data["model_sha256"]),
-            )
-        except (KeyError, TypeError, ValueError) as exc:
-            raise ValueError(f"{path} is not a valid embed-corpus job state: {exc!r}") from None
+        return cls(
+            input=require(data, "input", path, str),
+            files=tuple(str(f) for f in require(data, "files", path, list)),
+            text_column=require(data, "text_column", path, str),
+            id_column=require(data, "id_column", path, str),
+            block_rows=require(data, "block_rows", path, int),
+            model_dir=require(data, "model_dir", path, str),
+            variant=require(data, "variant", path, str),
+            model_sha256=require(data, "model_sha256", path, str),
+        )
 
     def write(self, path: Path) -> None:
         """Write atomically."""

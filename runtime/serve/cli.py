@@ -18,6 +18,7 @@ from embedrt.serve.config import (
     DEFAULT_MAX_WAIT_MS,
 )
 from embedrt.session import Device, resolve_device
+from embedrt.version import embedrt_version
 
 API_KEY_ENV = "EMBEDRT_API_KEY"
 DEFAULT_PORT = 8080
@@ -139,7 +140,7 @@ def run(args: argparse.Namespace) -> int:
         max_wait_ms=args.max_wait_ms,
         body_timeout_s=args.body_timeout,
     )
-    app = create_app(encoder, config, workers=workers, version=_version())
+    app = create_app(encoder, config, workers=workers, version=embedrt_version())
     auth = "API key required" if api_key else f"UNAUTHENTICATED (pass --api-key or set {API_KEY_ENV})"
     print(
         f"embedrt serve: {config.model_name} ({encoder.variant.value}, {encoder.device.value}) on "
@@ -178,12 +179,3 @@ def _default_workers(device: Device, variant: Variant) -> int:
         return 1
     cores = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else range(os.cpu_count() or 1)
     return max(1, len(cores))
-
-
-def _version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("embedrt")
-    except PackageNotFoundError:
-        return "unknown"

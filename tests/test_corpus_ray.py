@@ -132,3 +132,23 @@ def test_ray_actor_killed_mid_job_loses_nothing(
     assert result.manifest["rows_out"] == n
     # A restarted actor (a process that did not exist at the kill) wrote some of the parts.
     assert {int(w.split(":")[1]) for w in writers(out)} - set(killed["alive"])
+
+
+def test_ray_driver_sigkilled_mid_job_resumes_to_the_rows_of_an_uninterrupted_run(
+    tmp_path: Path, tiny_export: Path, tiny_encoder: Encoder, ray_cluster
+) -> None:
+    """The driver (which started its own local Ray) killed once a part exists; a re-run on Ray finishes the job."""
+    from test_corpus import kill_after_first_part
+
+    n, block_rows = 12000, 500
+    src = write_parquet(tmp_path / "in.parquet", [f"id{i}" for i in range(n)], mixed_texts(n, seed=5))
+    out = tmp_path / "out"
+    done_at_kill = kill_after_first_part([str(src), str(out), str(tiny_export), str(block_rows), "ray"], out)
+    assert 1 <= done_at_kill < n // block_rows, "the kill must land mid-job"
+    assert not (out / "_SUCCESS").exists()
+    result = embed_corpus(src, out, tiny_export, block_rows=block_rows, workers=2, engine="ray")
+    assert result.manifest["parts_reused_last_run"] >= done_at_kill
+    ids, vectors = read_output(out)
+    assert ids == [f"id{i}" for i in range(n)]
+    assert min_cosine(vectors, tiny_encoder.encode(mixed_texts(n, seed=5))) >= 0.99999
+    assert not list(out.glob(".tmp-*"))

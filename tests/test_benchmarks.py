@@ -51,3 +51,39 @@ def test_compare_worker_and_report(tiny_export, tmp_path, monkeypatch):
     assert "| embedrt-int8 |" in table and "not run: not installed" in table
     assert "embedrt-fp32-workers reaches 50% of that roof" in table
     assert (tmp_path / "compare.png").stat().st_size > 1000
+
+
+def test_serve_benchmark_quick_run(tiny_export, tmp_path, monkeypatch):
+    """benchmarks/serve.py end to end against a real `embedrt serve` of the tiny model (32 wide); no timing."""
+    import json
+
+    from benchmarks import serve
+
+    monkeypatch.setattr(serve, "DIM", 32)
+    out = tmp_path / "results"
+    serve.main(["--quick", "--systems", "embedrt-int8,inproc-int8", "--model-dir", str(tiny_export), "--out", str(out)])
+    report = json.loads((out / "serve.json").read_text())
+    int8 = report["systems"]["embedrt-int8"]
+    assert int8["concurrent"]["errors"] == 0 and int8["batch"]["errors"] == 0 and int8["exit_code"] == 0
+    assert (out / "serve.md").is_file() and (out / "serve.png").stat().st_size > 0
+
+
+def test_corpus_benchmark_quick_run(tiny_export, tmp_path):
+    out = tmp_path / "corpus.md"
+    args = [
+        "--model",
+        str(tiny_export),
+        "--docs",
+        "200",
+        "--variants",
+        "int8",
+        "--configs",
+        "local:1",
+        "--out",
+        str(out),
+    ]
+    result = subprocess.run(
+        [sys.executable, "-m", "benchmarks.corpus", *args], cwd=REPO, capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "| local | 1 | int8 |" in out.read_text()

@@ -71,6 +71,13 @@ _LEGACY_POOLING_FLAGS = {
 }
 
 
+def positive_int(name: str, value: object) -> int:
+    """``value`` if it is an int >= 1 (not a bool), else a ValueError naming ``name`` and the value."""
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    return value
+
+
 def read_json(path: Path, expect: type = dict) -> Any:
     """Read a JSON file holding an ``expect`` (object by default), with errors that name the file.
 

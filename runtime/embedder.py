@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from embedrt.config import positive_int
+
 if TYPE_CHECKING:
     from embedrt.encoder import Encoder
 
@@ -43,8 +45,7 @@ class Embedder:
             device: ``cpu``, ``cuda`` or ``auto``.
 
         """
-        if not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+        positive_int("batch_size", batch_size)
         self.model_dir = str(model_dir)
         self.variant = variant
         self.threads = threads

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from embedrt.config import ModelConfig
+from embedrt.config import ModelConfig, positive_int
 from embedrt.manifest import MANIFEST_NAME, Manifest, Variant, VariantInfo, check_digest, checked_path
 from embedrt.pooling import exclude_prompt, normalize, pool
 from embedrt.precision import Precision, quantize
@@ -49,12 +49,8 @@ class Encoder:
         self._session = session
         self._input_names = {i.name for i in session.get_inputs()}
         self._output_name = session.get_outputs()[0].name
-        if not isinstance(max_batch_tokens, int) or max_batch_tokens < 1:
-            raise ValueError(f"max_batch_tokens must be a positive integer, got {max_batch_tokens!r}")
-        self.max_batch_tokens = max_batch_tokens
-        if not isinstance(workers, int) or workers < 1:
-            raise ValueError(f"workers must be a positive integer, got {workers!r}")
-        self.workers = workers
+        self.max_batch_tokens = positive_int("max_batch_tokens", max_batch_tokens)
+        self.workers = positive_int("workers", workers)
 
     @classmethod
     def load(
@@ -166,8 +162,7 @@ class Encoder:
         """
         single = isinstance(sentences, str)
         texts = list(check_texts([sentences] if single else sentences))  # type: ignore[list-item]
-        if not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+        positive_int("batch_size", batch_size)
         out_precision = Precision.parse(precision)
         dim = self._check_truncate_dim(truncate_dim)
         prompt_text = self._resolve_prompt(prompt_name, prompt)

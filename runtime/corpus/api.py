@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from embedrt.config import Choice, ModelConfig, read_json
+from embedrt.config import Choice, ModelConfig, positive_int, read_json
 from embedrt.corpus.job import (
     SUCCESS_NAME,
     BlockResult,
@@ -50,12 +50,6 @@ class CorpusResult:
     def rows_out(self) -> int:
         """Rows with an embedding in OUTPUT."""
         return int(self.manifest["rows_out"])
-
-
-def _positive(name: str, value: object) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    return value
 
 
 def embed_corpus(
@@ -107,10 +101,10 @@ def embed_corpus(
     chosen_engine = Engine.parse(engine)
     policy = OnBadRow.parse(on_bad_row)
     chosen_variant = Variant.parse(variant)
-    workers = _positive("workers", workers if workers is not None else _default_workers())
-    _positive("threads_per_worker", threads_per_worker)
-    _positive("batch_size", batch_size)
-    _positive("block_rows", block_rows)
+    workers = positive_int("workers", workers if workers is not None else _default_workers())
+    positive_int("threads_per_worker", threads_per_worker)
+    positive_int("batch_size", batch_size)
+    positive_int("block_rows", block_rows)
     for name, column in (("text_column", text_column), ("id_column", id_column)):
         if not isinstance(column, str) or not column or column == "embedding":
             raise ValueError(f"{name} must be a non-empty column name other than 'embedding', got {column!r}")

@@ -8,6 +8,7 @@ import signal
 import sys
 from pathlib import Path
 
+from embedrt.config import positive_int
 from embedrt.encoder import DEFAULT_MAX_BATCH_TOKENS, default_variant
 from embedrt.manifest import Variant
 from embedrt.serve.config import (
@@ -118,8 +119,7 @@ def run(args: argparse.Namespace) -> int:
     device = resolve_device(Device.parse(args.device))
     variant = Variant.parse(args.variant) if args.variant is not None else default_variant(device)
     workers = args.workers if args.workers is not None else _default_workers(device, variant)
-    if workers < 1:
-        raise ValueError(f"--workers must be a positive integer, got {workers}")
+    positive_int("--workers", workers)
     # int8 on 2 cores: two cycles on one thread each beat one cycle on two threads under load (README, Serve).
     threads = args.threads if args.threads is not None or workers == 1 else 1
     encoder = Encoder.load(

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from embedrt.config import positive_int
+
 # Requests share one inference queue; these bound what one client can make the server hold.
 DEFAULT_MAX_INPUTS = 2048  # per request, as OpenAI's embeddings API
 DEFAULT_MAX_REQUEST_BYTES = 4 * 1024 * 1024
@@ -42,9 +44,7 @@ class ServeConfig:
     def __post_init__(self) -> None:
         """Refuse limits that would make the server refuse everything or nothing."""
         for name in ("max_inputs", "max_request_bytes", "max_queue", "max_batch_tokens"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+            positive_int(name, getattr(self, name))
         if self.max_wait_ms < 0 or self.body_timeout_s <= 0:
             raise ValueError(
                 f"max_wait_ms must be >= 0 and body_timeout_s > 0, got {self.max_wait_ms}, {self.body_timeout_s}"

@@ -155,3 +155,14 @@ def test_verify_fails_on_a_broken_file_or_a_missed_tolerance(tiny_export, tmp_pa
     assert main(["verify", str(clone_dir(tiny_export, tmp_path / "good")), "--sts", str(sts), "--json"]) == 1
     rows = {row["variant"]: row for row in json.loads(capsys.readouterr().out)["variants"]}
     assert not rows["fp32"]["ok"] and rows["int8"]["ok"]
+
+
+def test_building_the_cli_imports_no_extra():
+    """`embedrt --help` and every subcommand's parser: the serve and corpus extras load only when they run."""
+    extras = ("pyarrow", "ray", "torch", "pandas", "dask", "starlette", "uvicorn", "prometheus_client", "orjson")
+    code = (
+        "import sys\nfrom embedrt.cli import _parser\n_parser()\n"
+        f"print(sorted(m for m in {extras!r} if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

@@ -246,12 +246,3 @@ def test_resume_after_sigkill_gives_the_rows_of_an_uninterrupted_run(tmp_path: P
     assert ids == clean_ids == [f"id{i}" for i in range(n)]
     np.testing.assert_array_equal(vectors, clean_vectors)
     assert not list(out.glob(".tmp-*"))  # a temporary file of the killed run is cleaned
-
-
-def test_cli_module_import_is_cheap() -> None:
-    code = (
-        "import sys, embedrt.corpus.cli, embedrt.embedder; "
-        "print(sorted(m for m in ('pyarrow', 'ray', 'torch', 'pandas', 'onnxruntime') if m in sys.modules))"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert out.strip() == "[]"

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import pickle
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -53,15 +51,6 @@ def test_embedder_accepts_engine_columns_and_rejects_bad_texts(tiny_export: Path
         embedder(["fine", None])
     with pytest.raises(ValueError, match="batch_size must be a positive integer"):
         Embedder(tiny_export, batch_size=0)
-
-
-def test_embedder_import_needs_only_numpy_and_onnxruntime() -> None:
-    code = (
-        "import sys, embedrt.embedder; "
-        "print(sorted(m for m in ('pyarrow', 'ray', 'torch', 'pandas', 'dask') if m in sys.modules))"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert out.strip() == "[]"
 
 
 def test_readme_dask_recipe(tmp_path: Path, tiny_export: Path) -> None:

@@ -163,15 +163,18 @@ def _checked(
 def _check(out_dir: Path, candidate: Path, variant: Variant, reference: np.ndarray) -> dict[str, float | int | str]:
     """Embed the check sentences with the candidate file on the CPU and compare with PyTorch."""
     from embedrt import Encoder
+    from embedrt.int8_kernel import check_int8_kernel
     from embedrt.session import Device, UnsupportedOnDevice, create_session
 
+    # int8 is checked on the path Encoder.load takes on this CPU, so a saturating kernel never fails (or passes) it.
+    int8 = check_int8_kernel() if variant is Variant.INT8 else None
     try:
-        session = create_session(candidate, Device.CPU, None)
+        session = create_session(candidate, Device.CPU, None, int8.session_config if int8 else None)
     except UnsupportedOnDevice as exc:
         if variant is Variant.FP16:  # some onnxruntime CPU builds lack fp16 kernels; the file is for CUDA
             return {"skipped": str(exc)}
         raise
-    encoder = Encoder.from_session(out_dir, session, variant, Device.CPU)
+    encoder = Encoder.from_session(out_dir, session, variant, Device.CPU, int8_check=int8)
     figures = compare(reference, encoder.encode(list(CHECK_SENTENCES)))
     if not figures.within(variant):
         min_cos, max_abs = TOLERANCE[variant]

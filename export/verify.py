@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -25,6 +26,7 @@ class VariantReport:
     skipped: bool = False  # this onnxruntime cannot run the file on the CPU: not a fault of the file
     recipe: str = ""
     size_bytes: int = 0
+    int8_kernel: str = ""  # int8: what the load-time kernel probe found and the path taken
 
     @property
     def ok(self) -> bool:
@@ -66,6 +68,7 @@ class VerifyReport:
             )
         lines.append("recipes (from manifest.json):")
         lines += [f"  {row.variant} ({row.size_bytes / 1e6:.1f} MB): {row.recipe}" for row in self.rows]
+        lines += [f"int8 on this CPU: {row.int8_kernel}" for row in self.rows if row.int8_kernel]
         return "\n".join(lines)
 
 
@@ -87,14 +90,17 @@ def verify(model_dir: str | Path, sts_file: str | Path | None = None, source: st
     reference = np.asarray(SentenceTransformer(str(reference_dir), device="cpu").encode(sentences, batch_size=32))
     rows = []
     for variant, info in manifest.variants.items():
-        about = {"recipe": info.recipe, "size_bytes": info.size_bytes}
+        about: dict[str, Any] = {"recipe": info.recipe, "size_bytes": info.size_bytes}
         try:
-            embeddings = Encoder.load(root, variant=variant, device="cpu").encode(sentences, batch_size=32)
-        except UnsupportedOnDevice as exc:
+            encoder = Encoder.load(root, variant=variant, device="cpu")
+            embeddings = encoder.encode(sentences, batch_size=32)
+        except UnsupportedOnDevice as exc:  # also an int8 kernel that saturates with no exact path here
             rows.append(VariantReport(variant.value, None, None, f"skipped: {exc}", skipped=True, **about))
             continue
         except (ValueError, FileNotFoundError) as exc:  # a missing, truncated or tampered file
             rows.append(VariantReport(variant.value, None, None, f"FAILED: {exc}", **about))
             continue
+        if encoder.int8_check is not None:
+            about["int8_kernel"] = encoder.int8_check.describe()
         rows.append(VariantReport(variant.value, compare(reference, embeddings), pairs.spearman(embeddings), **about))
     return VerifyReport(Path(sts_file or DEFAULT_STS), len(sentences), pairs.spearman(reference), tuple(rows))

@@ -88,6 +88,10 @@ class Embedder:
         """Width of the vectors (loads the model in this process if needed)."""
         return self.encoder.dimension
 
+    def info(self) -> dict[str, Any]:
+        """``Encoder.info()`` of this process's Encoder (loads the model here if needed)."""
+        return self.encoder.info()
+
     def __call__(self, texts: Sequence[str] | Any) -> np.ndarray:
         """Embed ``texts`` (a list/tuple of str, or a numpy array, pandas Series or pyarrow array of str).
 

@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from embedrt.config import ModelConfig, positive_int
+from embedrt.int8_kernel import Int8Check, check_int8_kernel
 from embedrt.manifest import MANIFEST_NAME, Manifest, Variant, VariantInfo, check_digest, checked_path
 from embedrt.pooling import exclude_prompt, normalize, pool
 from embedrt.precision import Precision, quantize
@@ -40,6 +41,7 @@ class Encoder:
         device: Device,
         max_batch_tokens: int = DEFAULT_MAX_BATCH_TOKENS,
         workers: int = 1,
+        int8_check: Int8Check | None = None,
     ) -> None:
         self.model_dir = model_dir
         self.config = config
@@ -51,6 +53,8 @@ class Encoder:
         self._output_name = session.get_outputs()[0].name
         self.max_batch_tokens = positive_int("max_batch_tokens", max_batch_tokens)
         self.workers = positive_int("workers", workers)
+        self.int8_check = int8_check
+        """For int8: what the load-time kernel probe found and the exact path taken (None for other variants)."""
 
     @classmethod
     def load(
@@ -87,8 +91,12 @@ class Encoder:
         manifest = Manifest.from_file(manifest_path)
         info = manifest.info(chosen, root)
         config = ModelConfig.from_dir(root)  # config errors surface before the session's cost
-        session = _verified_session(checked_path(root, info), info, resolved, threads)
-        return cls.from_session(root, session, chosen, resolved, max_batch_tokens, workers, config=config)
+        int8 = check_int8_kernel() if chosen is Variant.INT8 else None  # UnsafeInt8Kernel: refused, never degraded
+        session_config = int8.session_config if int8 else {}
+        session = _verified_session(checked_path(root, info), info, resolved, threads, session_config)
+        return cls.from_session(
+            root, session, chosen, resolved, max_batch_tokens, workers, config=config, int8_check=int8
+        )
 
     @classmethod
     def from_session(
@@ -101,16 +109,26 @@ class Encoder:
         workers: int = 1,
         *,
         config: ModelConfig | None = None,
+        int8_check: Int8Check | None = None,
     ) -> Encoder:
         """An Encoder around a session built by the caller, with the tokenizer and configs of ``model_dir``.
 
         The export uses it to check a file before manifest.json lists it; ``load`` is the way to run an export.
+        ``int8_check`` is the kernel probe's finding that the caller built an int8 session with.
         """
         root = Path(model_dir)
         config = config if config is not None else ModelConfig.from_dir(root)
         tokenizer = Tokenizer.from_dir(root, do_lower_case=config.transformer.do_lower_case)
         return cls(
-            root, config, tokenizer, session, Variant.parse(variant), Device.parse(device), max_batch_tokens, workers
+            root,
+            config,
+            tokenizer,
+            session,
+            Variant.parse(variant),
+            Device.parse(device),
+            max_batch_tokens,
+            workers,
+            int8_check,
         )
 
     @property
@@ -127,6 +145,19 @@ class Encoder:
     def providers(self) -> list[str]:
         """The execution providers the onnxruntime session really got, in priority order."""
         return list(self._session.get_providers())
+
+    def info(self) -> dict[str, Any]:
+        """What runs: variant, device, providers and, for int8, the kernel probe's finding and the path taken.
+
+        ``int8_kernel`` is ``{"kernel": "exact" | "saturating", "path": "default" | "u8u8", "onnxruntime": ...}``
+        (see ``embedrt.int8_kernel``): vectors from the two paths agree to float rounding, not bit for bit.
+        """
+        return {
+            "variant": self.variant.value,
+            "device": self.device.value,
+            "providers": self.providers,
+            "int8_kernel": self.int8_check.as_dict() if self.int8_check else None,
+        }
 
     def tokenize(self, texts: Sequence[str]) -> dict[str, np.ndarray]:
         """Token ids and attention mask (int64), padded to the longest text, truncated to max_seq_length."""
@@ -266,7 +297,9 @@ class Encoder:
         return truncate_dim
 
 
-def _verified_session(path: Path, info: VariantInfo, device: Device, threads: int | None) -> Any:
+def _verified_session(
+    path: Path, info: VariantInfo, device: Device, threads: int | None, config: dict[str, str]
+) -> Any:
     """A session of ``path``, returned only once the file's sha256 matches the manifest.
 
     The hash (0.07 s for the 90 MB fp32 file) runs on a second thread while onnxruntime builds the session
@@ -277,7 +310,7 @@ def _verified_session(path: Path, info: VariantInfo, device: Device, threads: in
     with ThreadPoolExecutor(1, thread_name_prefix="embedrt-sha256") as hasher:
         digest = hasher.submit(check_digest, path, info)
         try:
-            session = create_session(path, device, threads)
+            session = create_session(path, device, threads, config)
         except Exception:
             digest.result()  # a corrupted file is reported as a hash mismatch, never as "cannot run here"
             raise

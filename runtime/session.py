@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -52,8 +53,8 @@ def resolve_device(device: Device) -> Device:
     return device
 
 
-def session_options(threads: int | None) -> Any:
-    """Options for a session shared by many threads with varying input shapes."""
+def session_options(threads: int | None, config: Mapping[str, str] | None = None) -> Any:
+    """Options for a session shared by many threads with varying input shapes, plus config entries."""
     ort = import_onnxruntime()
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
@@ -67,15 +68,17 @@ def session_options(threads: int | None) -> Any:
     # RSS held at 211-213 MB with it, and wandered 224-296 MB without it (malloc fragmentation) or
     # crept 187-263 MB with per-run arena shrinkage (benchmarks/memory_growth.py).
     options.enable_mem_pattern = False
+    for key, value in (config or {}).items():
+        options.add_session_config_entry(key, value)
     return options
 
 
-def create_session(path: Path, device: Device, threads: int | None) -> Any:
-    """An InferenceSession on ``device`` (cpu or cuda) for a verified model file."""
+def create_session(path: Path, device: Device, threads: int | None, config: Mapping[str, str] | None = None) -> Any:
+    """An InferenceSession on ``device`` (cpu or cuda) for a verified model file, with session config entries."""
     ort = import_onnxruntime()
     providers = [CUDA_PROVIDER, CPU_PROVIDER] if device is Device.CUDA else [CPU_PROVIDER]
     try:
-        session = ort.InferenceSession(str(path), sess_options=session_options(threads), providers=providers)
+        session = ort.InferenceSession(str(path), sess_options=session_options(threads, config), providers=providers)
     except Exception as exc:  # onnxruntime raises its own exception types, one per status code
         if type(exc).__name__ == "NotImplemented":  # NOT_IMPLEMENTED: no kernel for a node on this device
             raise UnsupportedOnDevice(

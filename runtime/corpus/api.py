@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import sys
 import time
+from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -169,6 +171,7 @@ def embed_corpus(
         "model_dir": str(model),
         "variant": chosen_variant.value,
         "model_sha256": model_sha256,
+        "int8_paths": int8_paths(parts),
         "embedrt_version": embedrt_version(),
         "engine": chosen_engine.value,
         "workers": workers,
@@ -180,6 +183,16 @@ def embed_corpus(
     write_json_atomic(out / SUCCESS_NAME, manifest)
     timings = {"elapsed_s": elapsed, "engine_start_s": engine_start_s, "embed_s": embed_s}
     return CorpusResult(out, manifest, len(todo), False, timings)
+
+
+def int8_paths(parts: Sequence[BlockResult]) -> dict[str, int] | None:
+    """Parts per int8 kernel path (``embedrt.int8_kernel``), e.g. {"default": 40}; None for other variants.
+
+    Every path is exact, but a job resumed on, or spread over, CPUs of two kinds holds vectors of two paths,
+    which agree to float rounding only: the manifest says so instead of hiding it.
+    """
+    counts = Counter(part.int8_path for part in parts if part.int8_path is not None)
+    return dict(sorted(counts.items())) or None
 
 
 def _default_workers() -> int:

@@ -15,16 +15,19 @@ import json
 import os
 import socket
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from embedrt.config import Choice, read_json, require
 from embedrt.corpus.sources import MISSING, Block, Plan, import_pyarrow, read_block
 from embedrt.tokenizer import check_texts
+
+if TYPE_CHECKING:
+    from embedrt.embedder import Embedder
 
 STATE_NAME = "_job.json"
 SUCCESS_NAME = "_SUCCESS"
@@ -76,6 +79,7 @@ class BlockResult:
     rows_in: int
     rows_out: int
     skipped: tuple[SkippedRow, ...]
+    int8_path: str | None = None  # int8: the kernel path of the worker that embedded the block
 
 
 @dataclass(frozen=True)
@@ -158,7 +162,7 @@ def bad_rows(texts: Sequence[Any], text_column: str) -> list[tuple[int, str]]:
     return found
 
 
-def embed_block(block: Block, spec: JobSpec, embed: Callable[[list[str]], np.ndarray], output: Path) -> BlockResult:
+def embed_block(block: Block, spec: JobSpec, embed: Embedder, output: Path) -> BlockResult:
     """Read a block, embed its texts, write its part (temporary name, then rename).
 
     Raises:
@@ -190,7 +194,15 @@ def embed_block(block: Block, spec: JobSpec, embed: Callable[[list[str]], np.nda
     embedding = pa.FixedSizeListArray.from_arrays(pa.array(vectors.reshape(-1)), spec.dimension)
     # The writer (host:pid) tells which worker embedded a block, to check that the work was spread.
     writer = f"{socket.gethostname()}:{os.getpid()}"
-    record = {"block": block.name, "rows_in": block.rows, "skipped": [asdict(s) for s in skipped], "writer": writer}
+    int8 = embed.info()["int8_kernel"]
+    int8_path = int8["path"] if int8 else None  # the int8 kernel path, so a mix of paths is never silent
+    record = {
+        "block": block.name,
+        "rows_in": block.rows,
+        "skipped": [asdict(s) for s in skipped],
+        "writer": writer,
+        "int8_path": int8_path,
+    }
     schema = pa.schema(
         [pa.field(spec.id_column, ids.type), pa.field("embedding", embedding.type)],
         metadata={PART_METADATA_KEY: json.dumps(record, default=str).encode()},
@@ -200,7 +212,7 @@ def embed_block(block: Block, spec: JobSpec, embed: Callable[[list[str]], np.nda
     tmp = output / f"{TMP_PREFIX}{block.name}-{os.getpid()}-{uuid.uuid4().hex}"
     pa.parquet.write_table(table, tmp)
     os.replace(tmp, final)  # atomic: the part is either absent or complete
-    return BlockResult(block.name, block.rows, len(texts), skipped)
+    return BlockResult(block.name, block.rows, len(texts), skipped, int8_path)
 
 
 def read_part(path: Path) -> BlockResult:
@@ -212,7 +224,7 @@ def read_part(path: Path) -> BlockResult:
         raise ValueError(f"{path} has no embedrt block record; it was not written by embed-corpus")
     record = json.loads(raw)
     skipped = tuple(SkippedRow(s["id"], s["reason"]) for s in record["skipped"])
-    return BlockResult(record["block"], int(record["rows_in"]), int(meta.num_rows), skipped)
+    return BlockResult(record["block"], int(record["rows_in"]), int(meta.num_rows), skipped, record.get("int8_path"))
 
 
 def prepare_output(output: Path, state: JobState, plan: Plan) -> tuple[list[Block], bool]:

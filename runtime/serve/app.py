@@ -129,9 +129,7 @@ class _Server:
         about = {
             "model": self.config.model_name,
             "model_dir": enc.model_dir.name,
-            "variant": enc.variant.value,
-            "device": enc.device.value,
-            "providers": enc.providers,
+            **enc.info(),
             "dimension": enc.dimension,
             "max_seq_length": enc.max_seq_length,
             "limits": self.config.limits(),

@@ -1,0 +1,188 @@
+"""Is this machine's int8 matrix product exact? A probe run once per process before an int8 session is built.
+
+onnxruntime multiplies uint8 activations by int8 weights. On x86 CPUs with AVX2 but without VNNI (Haswell to
+Comet Lake, AMD Zen 1-3) and on AVX-512 without VNNI (Skylake-SP), its kernel uses ``vpmaddubsw``, which adds
+each pair of u8 x s8 products into a *saturating* int16: 255 x 127 + 255 x 127 clips to 32,767. embedrt's
+activation codes reach 255 (the shifted GELU outputs) against weights up to +-127, so sums clip there and the
+vectors degrade (onnxruntime issues #5849, #6004, #16105). VNNI, AMX and the ARM64 kernels accumulate in int32
+and are exact (ARM64 as long as no weight is -128; the export clips weights to +-127).
+
+CPU flags can't tell which kernel runs: they are wrong under emulation, in VMs and in containers that mask
+CPUID. So the probe asks the kernel itself: one ``MatMulIntegerToFloat`` whose exact and saturated results
+differ. Where it saturates, the session config entry ``session.x64quantprecision`` makes onnxruntime rewrite
+the constant int8 weights to uint8 and run its exact u8 x u8 kernel; it is set only there, because on exact
+CPUs it only costs speed. Where even that path saturates, int8 is refused: degraded vectors are never returned.
+
+The probe graph is written as protobuf bytes by hand, so that the runtime needs no ``onnx`` package.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from embedrt.config import Choice
+from embedrt.session import UnsupportedOnDevice, import_onnxruntime, session_options
+
+# onnxruntime's config key for the exact u8 x u8 path on x64 (onnxruntime_session_options_config_keys.h).
+X64_QUANT_PRECISION = "session.x64quantprecision"
+# Rows, depth and width of the probe product: tiny, but wide and deep enough for the kernels' packed loops.
+_ROWS, _DEPTH, _COLS = 4, 64, 16
+
+
+class KernelResult(Choice):
+    """What the probe found with onnxruntime's default int8 kernel on this machine."""
+
+    EXACT = "exact"  # int32 accumulation (VNNI, AMX, ARM64): the default kernel is used
+    SATURATING = "saturating"  # int16 pair sums clip (AVX2 or AVX-512 without VNNI)
+
+
+class Int8Path(Choice):
+    """How int8 sessions are built here."""
+
+    DEFAULT = "default"  # onnxruntime's u8 x s8 kernel, exact on this machine
+    U8U8 = "u8u8"  # weights rewritten to uint8 (session.x64quantprecision=1): exact where u8 x s8 saturates
+
+
+class UnsafeInt8Kernel(UnsupportedOnDevice):
+    """This machine's int8 kernel saturates and this onnxruntime offers no exact path: int8 can't run right here."""
+
+
+@dataclass(frozen=True)
+class Int8Check:
+    """The probe's finding and the path int8 sessions take here."""
+
+    kernel: KernelResult
+    path: Int8Path
+    onnxruntime: str
+
+    @property
+    def session_config(self) -> dict[str, str]:
+        """Session config entries that give the exact path (none where the default kernel is exact)."""
+        return {X64_QUANT_PRECISION: "1"} if self.path is Int8Path.U8U8 else {}
+
+    def describe(self) -> str:
+        """One line for people, e.g. "kernel exact, default path (onnxruntime 1.32.0)"."""
+        how = "weights rewritten to uint8, exact" if self.path is Int8Path.U8U8 else "onnxruntime's default kernel"
+        return f"kernel {self.kernel.value}, path {self.path.value}: {how} (onnxruntime {self.onnxruntime})"
+
+    def as_dict(self) -> dict[str, str]:
+        """For /info, manifests and reports: {"kernel": ..., "path": ..., "onnxruntime": ...}."""
+        return {"kernel": self.kernel.value, "path": self.path.value, "onnxruntime": self.onnxruntime}
+
+
+@functools.cache
+def check_int8_kernel() -> Int8Check:
+    """Probe once per process; raises UnsafeInt8Kernel where no exact int8 path exists here."""
+    version = import_onnxruntime().__version__
+    if probe_is_exact({}):
+        return Int8Check(KernelResult.EXACT, Int8Path.DEFAULT, version)
+    if probe_is_exact({X64_QUANT_PRECISION: "1"}):
+        return Int8Check(KernelResult.SATURATING, Int8Path.U8U8, version)
+    raise UnsafeInt8Kernel(
+        f"this CPU's int8 matrix kernel saturates (int16 pair sums: AVX2 or AVX-512 without VNNI) and onnxruntime "
+        f"{version} has no exact path for it ({X64_QUANT_PRECISION}), so int8 would return degraded vectors. "
+        "Use variant='fp32', or install an onnxruntime that honours that option: "
+        "pip install -U 'onnxruntime>=1.17'"
+    )
+
+
+def probe_is_exact(config: Mapping[str, str]) -> bool:
+    """Run the probe product with these session config entries; True when its result is exact."""
+    ort = import_onnxruntime()
+    options = session_options(1, config)
+    session = ort.InferenceSession(_probe_model(), sess_options=options, providers=["CPUExecutionProvider"])
+    a, b = _probe_operands()
+    (got,) = session.run(None, {"a": a})
+    exact = a.astype(np.int64) @ b.astype(np.int64)  # small integers: exact in float32 too
+    return bool(np.array_equal(got, exact.astype(np.float32)))
+
+
+def _probe_operands() -> tuple[np.ndarray, np.ndarray]:
+    """Codes as embedrt's activations reach them (up to 255) against weights of +-127.
+
+    Row 0 is all 255 x 127: every int16 pair sum would be 64,770 and clip. The other rows mix signs and sizes
+    so that a kernel which is exact only for some patterns is caught too.
+    """
+    # A fixed pattern: numpy.random would load Cython modules into the runtime.
+    rows, depth = np.ogrid[:_ROWS, :_DEPTH]
+    a = (128 + (rows * 37 + depth * 11) % 128).astype(np.uint8)
+    depth, cols = np.ogrid[:_DEPTH, :_COLS]
+    b = np.array([-127, -100, 90, 127], dtype=np.int8)[(depth * 5 + cols * 3) % 4]
+    a[0] = 255
+    b[:, 0] = 127
+    return a, b
+
+
+@functools.cache
+def _probe_model() -> bytes:
+    """ModelProto bytes: y = MatMulIntegerToFloat(a, B, 1, 1, 0) with B a constant, as in an int8 export."""
+    _, b = _probe_operands()
+    one, zero = np.float32(1.0), np.uint8(0)
+    node = _node("MatMulIntegerToFloat", ["a", "b", "a_scale", "b_scale", "a_zero_point"], ["y"], "com.microsoft")
+    graph = (
+        _message(1, node)
+        + _string(2, "int8_kernel_probe")
+        + _message(5, _tensor("b", b))
+        + _message(5, _tensor("a_scale", one))
+        + _message(5, _tensor("b_scale", one))
+        + _message(5, _tensor("a_zero_point", zero))
+        + _message(11, _value_info("a", _UINT8, (_ROWS, _DEPTH)))
+        + _message(12, _value_info("y", _FLOAT, (_ROWS, _COLS)))
+    )
+    opsets = _message(8, _string(1, "") + _varint_field(2, 13)) + _message(
+        8, _string(1, "com.microsoft") + _varint_field(2, 1)
+    )
+    return _varint_field(1, 7) + opsets + _message(7, graph)  # IR version 7: read by every onnxruntime >= 1.8
+
+
+# ONNX TensorProto data types.
+_FLOAT, _UINT8, _INT8 = 1, 2, 3
+_DTYPES = {np.dtype(np.float32): _FLOAT, np.dtype(np.uint8): _UINT8, np.dtype(np.int8): _INT8}
+
+
+def _node(op_type: str, inputs: list[str], outputs: list[str], domain: str) -> bytes:
+    fields = [_string(1, name) for name in inputs] + [_string(2, name) for name in outputs]
+    return b"".join(fields) + _string(4, op_type) + _string(7, domain)
+
+
+def _tensor(name: str, value: Any) -> bytes:
+    array = np.asarray(value)
+    dims = b"".join(_varint_field(1, d) for d in array.shape)
+    raw = array.astype(array.dtype.newbyteorder("<"), copy=False).tobytes()
+    return dims + _varint_field(2, _DTYPES[array.dtype]) + _string(8, name) + _bytes(9, raw)
+
+
+def _value_info(name: str, elem_type: int, shape: tuple[int, ...]) -> bytes:
+    dims = b"".join(_message(1, _varint_field(1, d)) for d in shape)
+    tensor_type = _varint_field(1, elem_type) + _message(2, dims)
+    return _string(1, name) + _message(2, _message(1, tensor_type))
+
+
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while True:
+        low, value = value & 0x7F, value >> 7
+        if not value:
+            out.append(low)
+            return bytes(out)
+        out.append(low | 0x80)
+
+
+def _varint_field(number: int, value: int) -> bytes:
+    return _varint(number << 3) + _varint(value)
+
+
+def _bytes(number: int, data: bytes) -> bytes:
+    return _varint(number << 3 | 2) + _varint(len(data)) + data
+
+
+def _string(number: int, text: str) -> bytes:
+    return _bytes(number, text.encode())
+
+
+_message = _bytes  # an embedded message is length-delimited like bytes

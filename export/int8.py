@@ -43,6 +43,7 @@ import numpy as np
 
 from embedrt.export.fusion import fuse_attention
 from embedrt.export.parity import CHECK_SENTENCES, STS_DIR, StsPairs
+from embedrt.int8_kernel import EXPLICIT_WEIGHT_ZERO_POINTS
 
 if TYPE_CHECKING:
     from onnx import ModelProto, NodeProto, TensorProto
@@ -68,6 +69,7 @@ CALIBRATION_SIZE = 2048
 # Embedding tables at least this tall are stored int8 (the word embeddings); position and type tables stay fp32.
 _MIN_TABLE_ROWS = 1000
 _LAST_AXIS = "int8/last_axis"
+WEIGHT_ZERO_POINT = "int8/weight_zero_point"
 
 
 def calibration_texts(path: Path | None) -> tuple[list[str], str]:
@@ -150,7 +152,8 @@ def write_int8(
         + ", ".join(f"{site.value} alpha {alpha}" for site, alpha in alphas.items())
         + f") calibrated on {calibration.sentences} texts of {calibration.source} ({calibration.tokens} tokens), "
         "GELU outputs shifted and unsigned, "
-        "per-channel symmetric int8 weights, int8 word embeddings with per-row scales, MatMulIntegerToFloat, "
+        f"per-channel symmetric int8 weights with {EXPLICIT_WEIGHT_ZERO_POINTS}, "
+        "int8 word embeddings with per-row scales, MatMulIntegerToFloat, "
         f"MultiHeadAttention x{fused}"
     )
 
@@ -390,7 +393,14 @@ class _Rewriter:
         nodes.append(
             helper.make_node(
                 "MatMulIntegerToFloat",
-                [q.name, self._const(p + "/w_int8", w_q), a_scale, self._const(p + "/w_scale", w_scale), q.zero_point],
+                [
+                    q.name,
+                    self._const(p + "/w_int8", w_q),
+                    a_scale,
+                    self._const(p + "/w_scale", w_scale),
+                    q.zero_point,
+                    self._weight_zero_point(),
+                ],
                 [product],
                 domain="com.microsoft",
             )
@@ -404,6 +414,17 @@ class _Rewriter:
             outputs = [g.output[0] for g in group]
             nodes.append(helper.make_node("Split", [out, self._const(p + "/sizes", sizes)], outputs, axis=-1))
         return nodes
+
+    def _weight_zero_point(self) -> str:
+        """An explicit int8 zero for the weights, shared by every product.
+
+        onnxruntime 1.19-1.29 abort building the exact u8u8 path (session.x64quantprecision, chosen on AVX2
+        CPUs by embedrt.int8_kernel) for a MatMulIntegerToFloat without one (measured under emulated Haswell).
+        A scalar zero changes nothing else: same vectors and speed here.
+        """
+        if not any(t.name == WEIGHT_ZERO_POINT for t in self.new_initializers):
+            self._const(WEIGHT_ZERO_POINT, np.int8(0))
+        return WEIGHT_ZERO_POINT
 
     def _absorb_into_bias(self, out: str, constant: np.ndarray) -> bool:
         """Add ``constant`` to the bias that ``out`` flows into, when ``out`` feeds only that bias Add."""

@@ -176,6 +176,7 @@ def _verify(args: argparse.Namespace) -> int:
                 "error": r.error,
                 "recipe": r.recipe,
                 "size_bytes": r.size_bytes,
+                "int8_kernel": r.int8_kernel or None,
                 **(r.figures.as_dict() if r.figures else {}),
             }
             for r in report.rows

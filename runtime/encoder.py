@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from embedrt.config import ModelConfig, positive_int
-from embedrt.int8_kernel import Int8Check, check_int8_kernel
+from embedrt.int8_kernel import Int8Check, check_file, check_int8_kernel
 from embedrt.manifest import MANIFEST_NAME, Manifest, Variant, VariantInfo, check_digest, checked_path
 from embedrt.pooling import exclude_prompt, normalize, pool
 from embedrt.precision import Precision, quantize
@@ -91,9 +91,11 @@ class Encoder:
         manifest = Manifest.from_file(manifest_path)
         info = manifest.info(chosen, root)
         config = ModelConfig.from_dir(root)  # config errors surface before the session's cost
+        path = checked_path(root, info)
         int8 = check_int8_kernel() if chosen is Variant.INT8 else None  # UnsafeInt8Kernel: refused, never degraded
-        session_config = int8.session_config if int8 else {}
-        session = _verified_session(checked_path(root, info), info, resolved, threads, session_config)
+        if int8:
+            check_file(int8, info.recipe, path)
+        session = _verified_session(path, info, resolved, threads, int8.session_config if int8 else {})
         return cls.from_session(
             root, session, chosen, resolved, max_batch_tokens, workers, config=config, int8_check=int8
         )

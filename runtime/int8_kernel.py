@@ -21,6 +21,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -30,6 +31,10 @@ from embedrt.session import UnsupportedOnDevice, import_onnxruntime, session_opt
 
 # onnxruntime's config key for the exact u8 x u8 path on x64 (onnxruntime_session_options_config_keys.h).
 X64_QUANT_PRECISION = "session.x64quantprecision"
+# Named in the int8 recipe text of manifest.json by exports whose MatMulIntegerToFloat nodes carry an explicit
+# weight zero point. onnxruntime 1.19-1.29 abort (SIGABRT, not an exception) building the u8u8 path without one.
+EXPLICIT_WEIGHT_ZERO_POINTS = "explicit weight zero points"
+U8U8_WITHOUT_WEIGHT_ZERO_POINTS = (1, 30)
 # Rows, depth and width of the probe product: tiny, but wide and deep enough for the kernels' packed loops.
 _ROWS, _DEPTH, _COLS = 4, 64, 16
 
@@ -38,7 +43,7 @@ class KernelResult(Choice):
     """What the probe found with onnxruntime's default int8 kernel on this machine."""
 
     EXACT = "exact"  # int32 accumulation (VNNI, AMX, ARM64): the default kernel is used
-    SATURATING = "saturating"  # int16 pair sums clip (AVX2 or AVX-512 without VNNI)
+    SATURATING = "saturating"  # int16 pair sums clip (AVX2, or AVX-512 without VNNI)
 
 
 class Int8Path(Choice):
@@ -49,7 +54,7 @@ class Int8Path(Choice):
 
 
 class UnsafeInt8Kernel(UnsupportedOnDevice):
-    """This machine's int8 kernel saturates and this onnxruntime offers no exact path: int8 can't run right here."""
+    """The int8 kernel here saturates and this onnxruntime offers no exact path: int8 can't run right here."""
 
 
 @dataclass(frozen=True)
@@ -80,15 +85,32 @@ def check_int8_kernel() -> Int8Check:
     """Probe once per process; raises UnsafeInt8Kernel where no exact int8 path exists here."""
     version = import_onnxruntime().__version__
     if probe_is_exact({}):
-        return Int8Check(KernelResult.EXACT, Int8Path.DEFAULT, version)
+        return Int8Check(KernelResult("exact"), Int8Path("default"), version)
     if probe_is_exact({X64_QUANT_PRECISION: "1"}):
-        return Int8Check(KernelResult.SATURATING, Int8Path.U8U8, version)
+        return Int8Check(KernelResult("saturating"), Int8Path("u8u8"), version)
     raise UnsafeInt8Kernel(
         f"this CPU's int8 matrix kernel saturates (int16 pair sums: AVX2 or AVX-512 without VNNI) and onnxruntime "
         f"{version} has no exact path for it ({X64_QUANT_PRECISION}), so int8 would return degraded vectors. "
-        "Use variant='fp32', or install an onnxruntime that honours that option: "
-        "pip install -U 'onnxruntime>=1.17'"
+        "Use variant='fp32', or install a newer onnxruntime, which honours that option: "
+        "pip install -U 'embedrt[cpu]'"
     )
+
+
+def check_file(check: Int8Check, recipe: str, path: Path) -> None:
+    """Refuse an int8 file that this onnxruntime would abort on along the u8u8 path (older exports)."""
+    if check.path is not Int8Path.U8U8 or EXPLICIT_WEIGHT_ZERO_POINTS in recipe:
+        return
+    if _version(check.onnxruntime) < U8U8_WITHOUT_WEIGHT_ZERO_POINTS:
+        raise UnsafeInt8Kernel(
+            f"{path} was exported without explicit weight zero points, and on this CPU (a saturating int8 kernel) "
+            f"onnxruntime {check.onnxruntime} aborts building its exact path for such a file: export the model "
+            "again with this embedrt (embedrt export), or pip install -U 'onnxruntime>=1.30', or use variant='fp32'"
+        )
+
+
+def _version(text: str) -> tuple[int, int]:
+    major, minor = [*text.split("."), "0"][:2]
+    return int(major), int("".join(c for c in minor if c.isdigit()) or 0)
 
 
 def probe_is_exact(config: Mapping[str, str]) -> bool:
@@ -123,7 +145,8 @@ def _probe_model() -> bytes:
     """ModelProto bytes: y = MatMulIntegerToFloat(a, B, 1, 1, 0) with B a constant, as in an int8 export."""
     _, b = _probe_operands()
     one, zero = np.float32(1.0), np.uint8(0)
-    node = _node("MatMulIntegerToFloat", ["a", "b", "a_scale", "b_scale", "a_zero_point"], ["y"], "com.microsoft")
+    inputs = ["a", "b", "a_scale", "b_scale", "a_zero_point", "b_zero_point"]
+    node = _node("MatMulIntegerToFloat", inputs, ["y"], "com.microsoft")
     graph = (
         _message(1, node)
         + _string(2, "int8_kernel_probe")
@@ -131,6 +154,7 @@ def _probe_model() -> bytes:
         + _message(5, _tensor("a_scale", one))
         + _message(5, _tensor("b_scale", one))
         + _message(5, _tensor("a_zero_point", zero))
+        + _message(5, _tensor("b_zero_point", np.int8(0)))
         + _message(11, _value_info("a", _UINT8, (_ROWS, _DEPTH)))
         + _message(12, _value_info("y", _FLOAT, (_ROWS, _COLS)))
     )

@@ -131,6 +131,8 @@ def test_verify_report(tiny_export, sts_test_file, capsys):
     assert abs(rows["fp32"]["spearman"] - report["reference_spearman"]) < 0.01
     assert rows["int8"]["recipe"].startswith("embedrt int8: int8 activations with one calibrated step")
     assert rows["int8"]["size_bytes"] == (tiny_export / "model.int8.onnx").stat().st_size
+    # This machine's kernel is exact (VNNI/AMX), so the default path; tests/test_cpu_matrix.py covers the other.
+    assert rows["int8"]["int8_kernel"].startswith("kernel exact, path default") and rows["fp32"]["int8_kernel"] is None
     assert all(row["ok"] and not row["skipped"] for row in rows.values())
 
 

@@ -54,6 +54,7 @@ def test_parquet_vectors_ids_schema_and_manifest(tmp_path: Path, tiny_export: Pa
     assert manifest["model_sha256"] == sha256_file(tiny_export / "model.fp32.onnx")
     assert manifest["variant"] == "fp32" and manifest["model_dir"] == str(tiny_export.resolve())
     assert manifest["embedrt_version"] == "0.1.0" and manifest["elapsed_s"] > 0
+    assert manifest["int8_paths"] is None  # fp32
     assert len(manifest["parts"]) == 4  # 300 + 300 + 300 + 100 rows
     assert not list((tmp_path / "out").glob(".tmp-*"))
 
@@ -63,11 +64,14 @@ def test_parquet_directory_int_ids_and_int8(tmp_path: Path, tiny_export: Path) -
     (tmp_path / "in").mkdir()
     write_parquet(tmp_path / "in" / "a.parquet", list(range(0, 250)), texts[:250])
     write_parquet(tmp_path / "in" / "b.parquet", list(range(1000, 1250)), texts[250:])
-    embed_corpus(tmp_path / "in", tmp_path / "out", tiny_export, variant="int8", block_rows=200)
+    result = embed_corpus(tmp_path / "in", tmp_path / "out", tiny_export, variant="int8", block_rows=200)
     got_ids, vectors = read_output(tmp_path / "out")
     assert got_ids == list(range(250)) + list(range(1000, 1250))
     assert pq.read_schema(next((tmp_path / "out").glob("part-*.parquet"))).field("id").type == pa.int64()
-    expected = Encoder.load(tiny_export, variant="int8", threads=1).encode(texts)
+    encoder = Encoder.load(tiny_export, variant="int8", threads=1)
+    # Every part records its worker's int8 kernel path; the manifest counts parts per path.
+    assert result.manifest["int8_paths"] == {encoder.info()["int8_kernel"]["path"]: len(result.manifest["parts"])}
+    expected = encoder.encode(texts)
     assert min_cosine(vectors, expected) >= 0.999  # int8 kernels may differ with batch composition
 
 

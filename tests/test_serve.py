@@ -171,6 +171,17 @@ def test_info(server, encoder):
     assert info["model"] == "tiny" and info["variant"] == "fp32" and info["device"] == "cpu"
     assert info["dimension"] == 32 and info["max_seq_length"] == 64
     assert info["limits"]["max_inputs"] == 64 and info["limits"]["max_request_bytes"] == 65536
+    assert info["int8_kernel"] is None  # fp32: no int8 kernel probed
+
+
+def test_info_names_the_int8_kernel_path(tiny_export):
+    srv = start_server(tiny_export, "--variant", "int8")
+    try:
+        kernel = srv.get("/info").json()["int8_kernel"]
+        assert kernel == Encoder.load(tiny_export, variant="int8").info()["int8_kernel"]
+        assert kernel["path"] in ("default", "u8u8") and kernel["kernel"] in ("exact", "saturating")
+    finally:
+        assert srv.stop() == 0
 
 
 def _raw(port: int, data: bytes) -> socket.socket:

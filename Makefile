@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 MODEL_DIR := models/all-MiniLM-L6-v2
 
-.PHONY: install demo test test-fast lint format bench compare serve-bench corpus-bench clean
+.PHONY: install demo test test-fast lint format bench compare serve-bench corpus-bench cpu-matrix clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -49,6 +49,11 @@ serve-bench: $(STAMP)
 
 corpus-bench: $(STAMP)
 	$(BIN)/python -m benchmarks.corpus --model $(MODEL_DIR) --docs 20000 --variants int8,fp32 --configs local:1,local:2,ray:1,ray:2
+
+# fp32 and int8 under QEMU (Haswell, cortex-a72, neoverse-n1, neoverse-v1) -> benchmarks/results/cpus.md.
+# Prepares QEMU, an arm64 Python and aarch64 wheels under .cache/cpu-matrix (git-ignored); about 30 minutes.
+cpu-matrix: $(STAMP)
+	$(BIN)/python scripts/cpu_matrix.py run
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

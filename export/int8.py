@@ -69,7 +69,6 @@ CALIBRATION_SIZE = 2048
 # Embedding tables at least this tall are stored int8 (the word embeddings); position and type tables stay fp32.
 _MIN_TABLE_ROWS = 1000
 _LAST_AXIS = "int8/last_axis"
-WEIGHT_ZERO_POINT = "int8/weight_zero_point"
 
 
 def calibration_texts(path: Path | None) -> tuple[list[str], str]:
@@ -399,7 +398,11 @@ class _Rewriter:
                     a_scale,
                     self._const(p + "/w_scale", w_scale),
                     q.zero_point,
-                    self._weight_zero_point(),
+                    # Explicit, and one per product: onnxruntime 1.19-1.29 abort building the exact u8u8 path
+                    # (session.x64quantprecision, chosen on AVX2 CPUs by embedrt.int8_kernel) without one, and
+                    # its rewrite of a shared one fails ("Attempt to replace the existing tensor"); measured
+                    # under emulated Haswell. A zero changes nothing else: same vectors and speed here.
+                    self._const(p + "/w_zp", np.int8(0)),
                 ],
                 [product],
                 domain="com.microsoft",
@@ -414,17 +417,6 @@ class _Rewriter:
             outputs = [g.output[0] for g in group]
             nodes.append(helper.make_node("Split", [out, self._const(p + "/sizes", sizes)], outputs, axis=-1))
         return nodes
-
-    def _weight_zero_point(self) -> str:
-        """An explicit int8 zero for the weights, shared by every product.
-
-        onnxruntime 1.19-1.29 abort building the exact u8u8 path (session.x64quantprecision, chosen on AVX2
-        CPUs by embedrt.int8_kernel) for a MatMulIntegerToFloat without one (measured under emulated Haswell).
-        A scalar zero changes nothing else: same vectors and speed here.
-        """
-        if not any(t.name == WEIGHT_ZERO_POINT for t in self.new_initializers):
-            self._const(WEIGHT_ZERO_POINT, np.int8(0))
-        return WEIGHT_ZERO_POINT
 
     def _absorb_into_bias(self, out: str, constant: np.ndarray) -> bool:
         """Add ``constant`` to the bias that ``out`` flows into, when ``out`` feeds only that bias Add."""

@@ -169,14 +169,15 @@ def prepare_site(cache: Path, arch: str, onnxruntime: str, wheel: Path) -> Path:
               str(wheel)], stdout=subprocess.DEVNULL)  # fmt: skip
         return site
     platforms = [flag for tag in PLATFORMS[arch] for flag in ("--platform", tag)]
-    # onnxruntime before 1.19 is built against numpy 1.x.
-    numpy = "numpy<2" if tuple(int(p) for p in onnxruntime.split(".")[:2]) < (1, 19) else "numpy"
-    _run(
-        [sys.executable, "-m", "pip", "install", "-q", "--upgrade", "--target", str(site), *platforms,
-         "--python-version", "3.11", "--implementation", "cp", "--abi", "cp311", "--only-binary=:all:",
-         f"{wheel}[cpu]", f"onnxruntime=={onnxruntime}", numpy],
-        stdout=subprocess.DEVNULL,
-    )  # fmt: skip
+    pip = [sys.executable, "-m", "pip", "install", "-q", "--upgrade", "--target", str(site), *platforms]
+    pip += ["--python-version", "3.11", "--implementation", "cp", "--abi", "cp311", "--only-binary=:all:"]
+    # onnxruntime before 1.19 is built against numpy 1.x, and is below embedrt[cpu]'s floor: the wheel then
+    # goes in without its extra, to show what those versions do with the files.
+    if _version(onnxruntime) < FLOOR:
+        _run([*pip, f"onnxruntime=={onnxruntime}", "numpy<2"], stdout=subprocess.DEVNULL)
+        _run([*pip, "--no-deps", str(wheel)], stdout=subprocess.DEVNULL)
+    else:
+        _run([*pip, f"{wheel}[cpu]", f"onnxruntime=={onnxruntime}"], stdout=subprocess.DEVNULL)
     stamp.write_text(wheel.name)
     return site
 

@@ -16,6 +16,7 @@ import json
 import os
 import platform
 import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -37,6 +38,7 @@ pytestmark = pytest.mark.slow
 def _matrix():
     spec = importlib.util.spec_from_file_location("cpu_matrix", SCRIPT)
     module = importlib.util.module_from_spec(spec)
+    sys.modules["cpu_matrix"] = module  # dataclasses look their module up there
     spec.loader.exec_module(module)
     return module
 

@@ -124,6 +124,7 @@ BAD = [
     (b'{"input": ' + b'["x", ' * 0 + b"[" + b'"x",' * 64 + b'"x"]}', 413, "holds 65 texts; at most 64"),
     (b'{"input": "' + b"x" * 70000 + b'"}', 413, "the body is 70013 bytes; the limit is 65536"),
     (b'{"input": "a", "x": NaN}', 400, "not valid JSON"),
+    (b'{"input": ' + b"[" * 20000 + b"]" * 20000 + b"}", 400, "nested too deeply"),
 ]
 
 
@@ -332,3 +333,82 @@ def test_api_key_from_the_environment(tiny_export):
     finally:
         srv.stop()
     assert "API key required" in srv.process.stderr.read()
+
+
+def test_every_response_carries_a_request_id(server):
+    mine = server.get("/info", headers={**server.headers(), "x-request-id": "client-id.42"})
+    assert mine.headers["x-request-id"] == "client-id.42"  # a sane id is echoed
+    for response in (
+        server.get("/health"),
+        server.get("/nowhere"),
+        server.post("/v1/embeddings", b"{"),
+        server.get("/info", headers={**server.headers(), "x-request-id": "bad id\twith spaces"}),
+    ):
+        rid = response.headers["x-request-id"]
+        assert len(rid) == 32 and int(rid, 16) >= 0  # a new one, not the client's bad one
+
+
+def test_an_internal_error_is_a_500_with_a_request_id_and_no_input(tiny_export, tmp_path):
+    """A model file that fails at run time: the client gets the id, the log the traceback, neither the text."""
+    import json
+    import shutil
+
+    broken = tmp_path / "broken"
+    shutil.copytree(tiny_export, broken)
+    config = json.loads((broken / "config.json").read_text())
+    config["max_position_embeddings"] = 4096  # the export's position table holds 128: longer inputs fail
+    (broken / "config.json").write_text(json.dumps(config))
+    sbert = json.loads((broken / "sentence_bert_config.json").read_text())
+    sbert["max_seq_length"] = 1024
+    (broken / "sentence_bert_config.json").write_text(json.dumps(sbert))
+    srv = start_server(broken, "--variant", "fp32")
+    secret = "SECRET-TEXT " * 200
+    try:
+        response = srv.post("/embed", {"inputs": [secret]}, headers={"x-request-id": "trace-me"})
+        assert response.status_code == 500, response.text
+        assert response.headers["x-request-id"] == "trace-me"
+        assert response.json()["error"]["code"] == "trace-me" and "trace-me" in response.json()["error"]["message"]
+        assert "SECRET" not in response.text and "Traceback" not in response.text
+        assert srv.get("/health").status_code == 200  # and it keeps serving
+    finally:
+        assert srv.stop() == 0
+    log = srv.process.stderr.read()
+    assert "request id trace-me" in log and "Traceback" in log and "SECRET" not in log
+
+
+def test_ctrl_c_drains_and_exits_0_without_a_traceback(tiny_export):
+    import signal
+
+    srv = start_server(tiny_export, "--variant", "fp32")
+    assert srv.post("/embed", {"inputs": "a"}).status_code == 200
+    srv.process.send_signal(signal.SIGINT)
+    assert srv.process.wait(15) == 0
+    assert "Traceback" not in srv.process.stderr.read()
+
+
+def test_silent_and_half_sent_heads_are_closed_after_the_header_timeout(tiny_export, encoder):
+    srv = start_server(tiny_export, "--variant", "fp32", "--header-timeout", "1")
+    try:
+        silent = [_raw(srv.port, b"") for _ in range(20)]
+        half = _raw(srv.port, b"POST /embed HTTP/1.1\r\nHost: x\r\nContent-Le")
+        got = srv.post("/embed", {"inputs": "served meanwhile"}).json()
+        np.testing.assert_allclose(got[0], encoder.encode("served meanwhile"), atol=1e-6)
+        for sock in [*silent, half]:
+            sock.settimeout(10)
+            assert sock.recv(1024) == b""  # closed by the server (recv would time out otherwise)
+            sock.close()
+    finally:
+        assert srv.stop() == 0
+
+
+def test_options_from_the_environment(tiny_export):
+    import os
+
+    env = {**os.environ, "EMBEDRT_MODEL_DIR": str(tiny_export), "EMBEDRT_VARIANT": "fp32", "EMBEDRT_MAX_INPUTS": "3"}
+    srv = start_server("", env=env)  # no positional: the model directory comes from the environment too
+    try:
+        info = srv.get("/info").json()
+        assert info["variant"] == "fp32" and info["limits"]["max_inputs"] == 3
+        assert srv.post("/embed", {"inputs": ["a"] * 4}).status_code == 413
+    finally:
+        assert srv.stop() == 0

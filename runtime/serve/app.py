@@ -26,6 +26,7 @@ from embedrt.serve.config import ServeConfig
 from embedrt.serve.errors import ApiError
 from embedrt.serve.metrics import Metrics
 from embedrt.serve.protocol import EmbedRequest, openai_body, openai_request, parse_body, tei_body, tei_request
+from embedrt.serve.request_ids import RequestIds, request_id
 
 log = logging.getLogger("embedrt.serve")
 Handler = Callable[[Request], Awaitable[Response]]
@@ -65,7 +66,9 @@ def create_app(encoder: Encoder, config: ServeConfig, *, workers: int = 1, versi
         Route("/info", server.endpoint("/info", server.info), methods=["GET"]),
         Route("/metrics", server.endpoint("/metrics", server.metrics), methods=["GET"]),
     ]
-    return Starlette(routes=routes, lifespan=lifespan, exception_handlers={HTTPException: _http_error})
+    app = Starlette(routes=routes, lifespan=lifespan, exception_handlers={HTTPException: _http_error})
+    app.add_middleware(RequestIds)
+    return app
 
 
 class _Server:
@@ -89,9 +92,11 @@ class _Server:
                 response = _error(exc)
             except (_ClientGone, ClientDisconnect):
                 response = Response(status_code=_GONE)
-            except Exception as exc:  # a defect of ours: say so without the input or a stack trace
-                log.error("internal error on %s: %s", route, type(exc).__name__)
-                response = _error(ApiError(500, "internal server error", error_type="server_error"))
+            except Exception:  # a defect of ours: the id in the answer, the traceback in the log, no input
+                rid = request_id(request.scope)
+                log.error("internal error on %s, request id %s", route, rid, exc_info=True)
+                message = f"internal server error (request id {rid})"
+                response = _error(ApiError(500, message, error_type="server_error", code=rid))
             self._metrics.observe_request(route, response.status_code, time.perf_counter() - start)
             return response
 
@@ -215,7 +220,7 @@ async def _read_body(request: Request, limit: int, timeout: float) -> bytes:
 
     try:
         await asyncio.wait_for(read(), timeout)
-    except TimeoutError:
+    except (TimeoutError, asyncio.TimeoutError):  # the same class from 3.11; apart on 3.10
         raise ApiError(
             408, f"the body did not arrive within {timeout:g} s", code="timeout", headers={"Connection": "close"}
         ) from None

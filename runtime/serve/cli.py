@@ -13,6 +13,8 @@ from embedrt.encoder import DEFAULT_MAX_BATCH_TOKENS, default_variant
 from embedrt.manifest import Variant
 from embedrt.serve.config import (
     DEFAULT_BODY_TIMEOUT_S,
+    DEFAULT_HEADER_TIMEOUT_S,
+    DEFAULT_MAX_CONNECTIONS,
     DEFAULT_MAX_INPUTS,
     DEFAULT_MAX_QUEUE,
     DEFAULT_MAX_REQUEST_BYTES,
@@ -21,6 +23,7 @@ from embedrt.serve.config import (
 from embedrt.session import Device, resolve_device
 from embedrt.version import embedrt_version
 
+ENV_PREFIX = "EMBEDRT_"
 API_KEY_ENV = "EMBEDRT_API_KEY"
 DEFAULT_PORT = 8080
 # uvicorn: idle keep-alive connections close after this; in-flight requests get this long to finish on SIGTERM.
@@ -101,8 +104,47 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         default=DEFAULT_BODY_TIMEOUT_S,
         help=f"seconds a request body may take to arrive, then 408 (default: {DEFAULT_BODY_TIMEOUT_S:g})",
     )
+    srv.add_argument(
+        "--header-timeout",
+        type=float,
+        default=DEFAULT_HEADER_TIMEOUT_S,
+        help="seconds a connection may take to send a complete request head, then it is closed "
+        f"(default: {DEFAULT_HEADER_TIMEOUT_S:g})",
+    )
+    srv.add_argument(
+        "--max-connections",
+        type=int,
+        default=DEFAULT_MAX_CONNECTIONS,
+        help=f"open connections and requests past which new requests get 503 (default: {DEFAULT_MAX_CONNECTIONS})",
+    )
     srv.add_argument("--access-log", action="store_true", help="log every request line (method, path, status)")
+    env_defaults(srv)
     srv.set_defaults(run=run)
+
+
+def env_defaults(parser: argparse.ArgumentParser) -> None:
+    """Let every option come from an ``EMBEDRT_<OPTION>`` variable too (containers); the command line wins.
+
+    ``--max-wait-ms`` reads ``EMBEDRT_MAX_WAIT_MS``, the model directory ``EMBEDRT_MODEL_DIR``; a flag is on for
+    1, true or yes. A bad value is an error naming the variable.
+    """
+    for action in parser._actions:
+        if action.dest in ("help", "run"):
+            continue
+        name = ENV_PREFIX + action.dest.upper()
+        action.help = f"{action.help} [env {name}]" if action.help else f"[env {name}]"
+        raw = os.environ.get(name)
+        if not action.option_strings:
+            action.nargs = "?"  # the model directory may come from the environment instead
+        if raw is None:
+            continue
+        if isinstance(action, argparse._StoreTrueAction):
+            action.default = raw.strip().lower() in ("1", "true", "yes", "on")
+            continue
+        try:
+            action.default = action.type(raw) if callable(action.type) else raw
+        except ValueError:
+            parser.error(f"{name}={raw!r} is not a valid value for {action.option_strings or action.dest}")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -114,7 +156,13 @@ def run(args: argparse.Namespace) -> int:
     from embedrt.encoder import Encoder
     from embedrt.serve.app import create_app
     from embedrt.serve.config import ServeConfig
+    from embedrt.serve.http import protocol_kwargs
 
+    if args.model_dir is None:
+        raise ValueError(f"no model directory: pass MODEL_DIR or set {ENV_PREFIX}MODEL_DIR")
+    positive_int("--max-connections", args.max_connections)
+    if args.header_timeout <= 0:
+        raise ValueError(f"--header-timeout must be > 0 seconds, got {args.header_timeout:g}")
     api_key = args.api_key if args.api_key is not None else os.environ.get(API_KEY_ENV) or None
     device = resolve_device(Device.parse(args.device))
     variant = Variant.parse(args.variant) if args.variant is not None else default_variant(device)
@@ -154,16 +202,18 @@ def run(args: argparse.Namespace) -> int:
             host=args.host,
             port=args.port,
             loop="auto",
-            http="auto",
             access_log=args.access_log,
             log_level="info" if args.access_log else "warning",
             timeout_keep_alive=KEEP_ALIVE_S,
             timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
+            **protocol_kwargs(args.header_timeout, args.max_connections),
         )
     )
-    # uvicorn re-raises the signal it shut down for once it is done, which would end the process with -15;
-    # a graceful stop on SIGTERM is a success, so that re-raised signal lands here and is ignored.
-    signal.signal(signal.SIGTERM, lambda signum, frame: None)
+    # uvicorn re-raises the signal it shut down for once it is done, which would end the process with -15 (or a
+    # KeyboardInterrupt traceback for Ctrl-C); a graceful stop is a success, so that re-raised signal lands here
+    # and is ignored, and the process exits 0.
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda signum, frame: None)
     server.run()
     return 0 if server.started else 1
 

@@ -13,6 +13,8 @@ DEFAULT_MAX_QUEUE = 8192  # inputs waiting for the model, all requests together
 DEFAULT_MAX_BATCH_TOKENS = 4096  # gathered per model cycle (the Encoder splits them into its own batches)
 DEFAULT_MAX_WAIT_MS = 2.0
 DEFAULT_BODY_TIMEOUT_S = 10.0
+DEFAULT_HEADER_TIMEOUT_S = 10.0  # a connection that sends no complete request head in this time is closed
+DEFAULT_MAX_CONNECTIONS = 1024  # past it, uvicorn answers 503 (each connection holds a file descriptor)
 
 
 @dataclass(frozen=True)

@@ -113,6 +113,8 @@ def _parse_strict(body: bytes) -> Any:
         return json.loads(body.decode("utf-8"), parse_constant=refuse_constant)
     except UnicodeDecodeError as exc:
         raise ApiError(400, f"the body is not valid UTF-8 ({exc.reason} at byte {exc.start})") from None
+    except RecursionError:  # orjson stops at depth 1024 and the standard library then runs out of stack
+        raise ApiError(400, "the body's JSON is nested too deeply") from None
     except ValueError as exc:  # json.JSONDecodeError is a ValueError
         raise ApiError(400, f"the body is not valid JSON: {exc}") from None
 

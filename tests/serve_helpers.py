@@ -55,7 +55,8 @@ class Server:
 def start_server(model_dir, *options: str, key: str | None = None, env: dict | None = None) -> Server:
     """Start the server (options after the positional, as a user would type them) and wait for /health."""
     port = free_port()
-    args = [sys.executable, "-m", "embedrt", "serve", "--port", str(port), *([str(model_dir)] if model_dir else []), *options]
+    positional = [str(model_dir)] if model_dir else []  # "" : the model directory comes from the environment
+    args = [sys.executable, "-m", "embedrt", "serve", "--port", str(port), *positional, *options]
     if key:
         args += ["--api-key", key]
     process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)

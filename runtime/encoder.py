@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from embedrt import pooling
 from embedrt.config import ModelConfig, positive_int
 from embedrt.int8_kernel import Int8Check, check_file, check_int8_kernel
 from embedrt.manifest import MANIFEST_NAME, Manifest, Variant, VariantInfo, check_digest, checked_path
@@ -22,6 +25,15 @@ from embedrt.tokenizer import Tokenizer, check_texts
 # of 512 or 1,024 tokens and fp32 at 49 / 47, against 69 and 38 with no budget; STS sentences ran within 2%
 # either way. 512 keeps int8's peak RSS at 127 MB instead of 152 MB (smaller transient buffers in the arena).
 DEFAULT_MAX_BATCH_TOKENS = 512
+
+
+@dataclass(frozen=True)
+class Embedding:
+    """What ``Encoder.embed`` returns: the vectors, and what each text cost, from one tokenization."""
+
+    vectors: np.ndarray  # (n, dim) float32, in input order
+    tokens: list[int]  # tokens each text was embedded with: [CLS], prompt and [SEP] included, after truncation
+    truncated: list[bool]  # whether the text (with its prompt) had more tokens than max_seq_length
 
 
 class Encoder:
@@ -161,6 +173,21 @@ class Encoder:
             "int8_kernel": self.int8_check.as_dict() if self.int8_check else None,
         }
 
+    def token_ids(self, texts: Sequence[str], add_special_tokens: bool = True) -> list[list[int]]:
+        """Each text's token ids, truncated to max_seq_length, unpadded; [CLS] and [SEP] unless told not to."""
+        rows = self.tokenizer.encode_batch(list(check_texts(texts)), self.max_seq_length)
+        return rows if add_special_tokens else [row[1:-1] for row in rows]
+
+    @functools.cached_property
+    def id_tokens(self) -> dict[int, str]:
+        """Each id's token text, to show what ``token_ids`` returned."""
+        return self.tokenizer.tokens_by_id()
+
+    @property
+    def special_ids(self) -> frozenset[int]:
+        """Ids of the tokenizer's special tokens ([CLS], [SEP], [PAD], [UNK], added tokens)."""
+        return self.tokenizer.special_ids
+
     def tokenize(self, texts: Sequence[str]) -> dict[str, np.ndarray]:
         """Token ids and attention mask (int64), padded to the longest text, truncated to max_seq_length."""
         input_ids, attention_mask = self.tokenizer(texts, self.max_seq_length)
@@ -198,8 +225,8 @@ class Encoder:
         positive_int("batch_size", batch_size)
         out_precision = Precision.parse(precision)
         dim = self._check_truncate_dim(truncate_dim)
-        prompt_text = self._resolve_prompt(prompt_name, prompt)
-        embeddings = self._embed(texts, batch_size, prompt_text, show_progress_bar)
+        prompt_text = self.resolve_prompt(prompt_name, prompt)
+        embeddings = self._embed(texts, batch_size, prompt_text, show_progress_bar)[0]
         if normalize_embeddings is None and self.config.normalize:
             embeddings = normalize(embeddings)  # the model's Normalize module, before truncation as in the reference
         if dim < self.dimension:
@@ -209,26 +236,77 @@ class Encoder:
         embeddings = quantize(embeddings, out_precision)
         return embeddings[0] if single else embeddings
 
+    def embed(
+        self,
+        texts: Sequence[str],
+        *,
+        prompt: str = "",
+        normalize: bool | None = None,
+        dimensions: int | None = None,
+        batch_size: int = 32,
+    ) -> Embedding:
+        """Vectors plus each text's token count and truncation, from one tokenization: what a server needs.
+
+        Args:
+            texts: a list/tuple of strings (a long text costs only the prefix its tokens need).
+            prompt: text put before every text (``resolve_prompt`` turns a prompt name into it).
+            normalize: None follows the model (its Normalize module); True or False decides.
+            dimensions: keep the first values only; normalized vectors are normalized again after the cut,
+                so they stay unit vectors, as OpenAI's ``dimensions`` returns them.
+            batch_size: most texts per onnxruntime call.
+
+        """
+        texts = list(check_texts(texts))
+        positive_int("batch_size", batch_size)
+        dim = self._check_truncate_dim(dimensions)
+        vectors, ids, truncated = self._embed(texts, batch_size, prompt, False)
+        if dim < self.dimension:
+            vectors = vectors[:, :dim]
+        if self.config.normalize if normalize is None else normalize:
+            vectors = pooling.normalize(vectors)  # the argument ``normalize`` hides the function here
+        return Embedding(np.ascontiguousarray(vectors), [len(row) for row in ids], truncated)
+
+    def resolve_prompt(self, prompt_name: str | None = None, prompt: str | None = None) -> str:
+        """The prompt text: ``prompt`` when given, else the model's prompt ``prompt_name`` (or its default one).
+
+        Raises:
+            ValueError: ``prompt_name`` is not one of the model's prompts (the message lists them).
+
+        """
+        if prompt is not None:
+            if not isinstance(prompt, str):
+                raise TypeError(f"prompt must be a str, got {type(prompt).__name__}")
+            return prompt
+        st = self.config.sentence_transformer
+        name = prompt_name if prompt_name is not None else st.default_prompt_name
+        if name is None:
+            return ""
+        if name not in st.prompts:
+            raise ValueError(f"prompt_name {name!r} is not one of this model's prompts {sorted(st.prompts)}")
+        return st.prompts[name]
+
     def similarity(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         """Pairwise similarity with the model's similarity function (cosine unless the model says otherwise)."""
         return SIMILARITY[self.config.sentence_transformer.similarity_fn](a, b)
 
-    def _embed(self, texts: list[str], batch_size: int, prompt: str, progress: bool) -> np.ndarray:
-        """Pooled (not normalized) float32 embeddings in input order."""
+    def _embed(
+        self, texts: list[str], batch_size: int, prompt: str, progress: bool
+    ) -> tuple[np.ndarray, list[list[int]], list[bool]]:
+        """Pooled (not normalized) float32 embeddings in input order, the token ids and the truncation flags."""
         if prompt:
             texts = [prompt + t for t in texts]
-        ids = self.tokenizer.encode_batch(texts, self.max_seq_length)
+        ids, truncated = self.tokenizer.encode_batch_truncated(texts, self.max_seq_length)
         prompt_length = self._prompt_length(prompt)
         bar = Progress("encode", len(texts), enabled=progress)
         if len(ids) == 1:  # the latency path: no ordering, no copy into a result array
             pooled = self._run_batch(ids, prompt_length)
             bar.update(1)
-            return pooled
+            return pooled, ids, truncated
         out = np.empty((len(texts), self.dimension), dtype=np.float32)
         for index, pooled in self._run_batches(ids, list(self._batches(ids, batch_size)), prompt_length):
             out[index] = pooled
             bar.update(len(index))
-        return out
+        return out, ids, truncated
 
     def _run_batches(
         self, ids: list[list[int]], batches: list[np.ndarray], prompt_length: int
@@ -278,23 +356,14 @@ class Encoder:
             return 0
         return len(self.tokenizer.encode_batch([prompt], self.max_seq_length)[0]) - 1
 
-    def _resolve_prompt(self, prompt_name: str | None, prompt: str | None) -> str:
-        if prompt is not None:
-            if not isinstance(prompt, str):
-                raise TypeError(f"prompt must be a str, got {type(prompt).__name__}")
-            return prompt
-        st = self.config.sentence_transformer
-        name = prompt_name if prompt_name is not None else st.default_prompt_name
-        if name is None:
-            return ""
-        if name not in st.prompts:
-            raise ValueError(f"prompt_name {name!r} is not one of this model's prompts {sorted(st.prompts)}")
-        return st.prompts[name]
-
     def _check_truncate_dim(self, truncate_dim: int | None) -> int:
         if truncate_dim is None:
             return self.dimension
-        if not isinstance(truncate_dim, int) or not 1 <= truncate_dim <= self.dimension:
+        if (
+            not isinstance(truncate_dim, int)
+            or isinstance(truncate_dim, bool)
+            or not 1 <= truncate_dim <= self.dimension
+        ):
             raise ValueError(f"truncate_dim must be an integer in [1, {self.dimension}], got {truncate_dim!r}")
         return truncate_dim
 

@@ -48,6 +48,8 @@ _SURROGATE = re.compile("[\ud800-\udfff]")
 # Bounds the per-piece WordPiece cache and the lazily filled translate table (entries, not bytes).
 _CACHE_CAP = 200_000
 _TRANSLATE_CAP = 65_536
+# The first chunk of a long text that _encode_prefix tokenizes (at least 8 characters per id it needs).
+_MIN_CHUNK_CHARS = 4096
 
 
 class TokenizerError(ValueError):
@@ -335,6 +337,7 @@ class Tokenizer:
             if getattr(config, name) not in self._ids:
                 raise TokenizerError(f"{name} {getattr(config, name)!r} is not in the vocabulary")
         self._special_re = self._special_pattern(self._added)
+        self._cut_at_spaces = not any(" " in token for token in self._added)  # see _encode_prefix
         self._pre_lower = dict(_tables.LOWERCASE) if do_lower_case else None
         self._clean_map = self._clean_table(config)
         self._marks_lower_map = self._mark_lower_table(config)
@@ -395,6 +398,15 @@ class Tokenizer:
         """One more than the largest id (vocabulary and added tokens)."""
         return max(self._ids.values()) + 1
 
+    def tokens_by_id(self) -> dict[int, str]:
+        """Each id's token text (vocabulary and added tokens)."""
+        return {i: token for token, i in self._ids.items()}
+
+    @property
+    def special_ids(self) -> frozenset[int]:
+        """Ids of the special tokens ([CLS], [SEP], [PAD], [UNK] and the added tokens)."""
+        return frozenset({self.cls_id, self.sep_id, self.pad_id, self.unk_id, *self._added.values()})
+
     def tokenize_ids(self, text: str) -> list[int]:
         """Token ids of one text, without [CLS]/[SEP] and not truncated."""
         if not isinstance(text, str):
@@ -404,9 +416,22 @@ class Tokenizer:
 
     def encode_batch(self, texts: Sequence[str], max_length: int) -> list[list[int]]:
         """Per text: [CLS] + ids[: max_length - 2] + [SEP], unpadded."""
+        return self.encode_batch_truncated(texts, max_length)[0]
+
+    def encode_batch_truncated(self, texts: Sequence[str], max_length: int) -> tuple[list[list[int]], list[bool]]:
+        """``encode_batch``, and per text whether it had more tokens than fit (so it was truncated).
+
+        Only as much of a long text is tokenized as the cut needs (see ``_encode_prefix``): a 3 MB text costs
+        about what its first few thousand characters cost.
+        """
         keep = _check_max_length(max_length) - 2
         cls_id, sep_id = self.cls_id, self.sep_id
-        return [[cls_id, *self._encode(t)[:keep], sep_id] for t in check_texts(texts)]
+        rows, truncated = [], []
+        for text in check_texts(texts):
+            ids = self._encode_prefix(text, keep + 1)
+            rows.append([cls_id, *ids[:keep], sep_id])
+            truncated.append(len(ids) > keep)
+        return rows, truncated
 
     def pad(self, rows: Sequence[Sequence[int]]) -> tuple[np.ndarray, np.ndarray]:
         """(input_ids, attention_mask), int64, (n, longest): rows padded on the right with the pad id."""
@@ -430,6 +455,25 @@ class Tokenizer:
 
         """
         return self.pad(self.encode_batch(texts, max_length))
+
+    def _encode_prefix(self, text: str, need: int) -> list[int]:
+        """The ids of ``text``'s start: all of them, or at least ``need`` where it has more.
+
+        Tokenizes growing chunks cut just before a space (U+0020): the reference splits words at every space,
+        and no added token holds one (checked at load), so the ids of the chunks joined equal the ids of the
+        whole text. A chunk holds at least 8 characters per needed id; the loop stops once ``need`` ids are in.
+        """
+        size = max(_MIN_CHUNK_CHARS, 8 * need)
+        if len(text) <= size or not self._cut_at_spaces:
+            return self._encode(text)
+        ids: list[int] = []
+        start = 0
+        while start < len(text) and len(ids) < need:
+            end = text.find(" ", start + size)
+            end = len(text) if end < 0 else end
+            ids += self._encode(text[start:end])
+            start, size = end, size * 2
+        return ids
 
     def _encode(self, text: str) -> list[int]:
         if self._special_re is None:

@@ -95,7 +95,7 @@ def test_tei_route(server, encoder):
     )
     long = server.post("/embed", {"inputs": ["short", "word " * 100], "truncate": False})
     assert long.status_code == 413
-    assert long.json()["error"]["message"].startswith("inputs[1] has 102 tokens, more than max_seq_length 64")
+    assert long.json()["error"]["message"].startswith("inputs[1] has more than 62 tokens besides [CLS] and [SEP]")
     truncated = server.post("/embed", {"inputs": ["word " * 100], "truncate": True}).json()
     np.testing.assert_allclose(truncated[0], encoder.encode("word " * 100), atol=1e-6)
 
@@ -412,3 +412,106 @@ def test_options_from_the_environment(tiny_export):
         assert srv.post("/embed", {"inputs": ["a"] * 4}).status_code == 413
     finally:
         assert srv.stop() == 0
+
+
+def test_production_default_int8_several_cycles_keeps_rows_apart(tiny_export):
+    """int8 with its defaults (one cycle per usable CPU), large and small requests at once: every row is its own."""
+    srv = start_server(tiny_export, "--variant", "int8")
+    encoder = Encoder.load(tiny_export, variant="int8", threads=1)
+    requests = [
+        [f"r{i} t{k} " + "word " * ((i * 5 + k) % 30) for k in range(1 + (i % 4) * (i % 7))] for i in range(120)
+    ]
+    requests[7] = [f"large {k} " + "w " * (k % 50) for k in range(700)]  # sliced across cycles
+    try:
+        assert srv.get("/info").json()["int8_kernel"] is not None
+
+        async def run():
+            async with httpx.AsyncClient(base_url=srv.url, timeout=60) as client:
+                gate = asyncio.Semaphore(16)
+
+                async def one(texts):
+                    async with gate:
+                        return texts, await client.post("/embed", json={"inputs": texts})
+
+                return await asyncio.gather(*(one(texts) for texts in requests))
+
+        results = asyncio.run(run())
+    finally:
+        assert srv.stop() == 0
+    assert [r.status_code for _, r in results] == [200] * len(requests)
+    for texts, response in results:
+        got = np.array(response.json())
+        # int8 codes can differ with batch composition (one calibrated step per tensor; per-token steps elsewhere)
+        assert compare(encoder.encode(texts), got).min_cosine >= 0.999
+
+
+def test_dimensions_give_unit_vectors_without_a_normalize_module(tiny_model_dir, tmp_path):
+    from conftest import clone_dir, drop_normalize
+
+    from embedrt.export import export
+
+    model = clone_dir(tiny_model_dir, tmp_path / "plain")
+    drop_normalize(model)
+    out = export(model, tmp_path / "export", variants=("fp32",), progress=False)
+    srv = start_server(out, "--variant", "fp32")
+    try:
+        whole = srv.post("/v1/embeddings", {"input": ["a text"], "encoding_format": "float"}).json()
+        cut = srv.post("/v1/embeddings", {"input": ["a text"], "dimensions": 8, "encoding_format": "float"}).json()
+    finally:
+        assert srv.stop() == 0
+    assert abs(np.linalg.norm(whole["data"][0]["embedding"]) - 1) > 1e-3  # the model's own, unnormalized
+    vector = np.array(cut["data"][0]["embedding"])
+    assert vector.shape == (8,) and abs(np.linalg.norm(vector) - 1) < 1e-6  # OpenAI: always unit vectors
+    np.testing.assert_allclose(
+        vector,
+        np.array(whole["data"][0]["embedding"][:8]) / np.linalg.norm(whole["data"][0]["embedding"][:8]),
+        atol=1e-6,
+    )
+
+
+def test_models_and_tokenize_routes(server, tiny_model_dir):
+    from transformers import AutoTokenizer
+
+    models = _client(server).models.list()
+    assert [m.id for m in models.data] == ["tiny"]
+    texts = ["Hello, World! 東京 [SEP] x", "word " * 100]
+    got = server.post("/tokenize", {"inputs": texts}).json()
+    reference = AutoTokenizer.from_pretrained(str(tiny_model_dir))
+    expected = reference(texts, truncation=True, max_length=64)["input_ids"]
+    assert [[t["id"] for t in row] for row in got] == expected
+    assert [t["text"] for t in got[0]] == reference.convert_ids_to_tokens(expected[0])
+    assert got[0][0]["special"] and not got[0][1]["special"]
+    bare = server.post("/tokenize", {"inputs": "Hello", "add_special_tokens": False}).json()
+    assert [t["id"] for t in bare[0]] == reference("Hello", add_special_tokens=False)["input_ids"]
+    assert server.post("/tokenize", {"inputs": 3}).status_code == 400
+
+
+def test_queue_budget_in_bytes_refuses_large_bodies_past_it(tiny_export):
+    srv = start_server(tiny_export, "--variant", "fp32", "--max-request-bytes", "300000", "--max-queue-bytes", "600000")
+    body = {"inputs": ["x " * 40_000 + str(i) for i in range(3)]}  # about 240 KB each
+
+    async def flood():
+        async with httpx.AsyncClient(base_url=srv.url, timeout=60) as client:
+            return await asyncio.gather(*(client.post("/embed", json=body) for _ in range(12)))
+
+    try:
+        statuses = [r.status_code for r in asyncio.run(flood())]
+        assert srv.get("/health").status_code == 200
+        after = srv.post("/embed", body)
+        metrics = srv.get("/metrics").text
+    finally:
+        assert srv.stop() == 0
+    assert set(statuses) <= {200, 429} and 429 in statuses and 200 in statuses, statuses
+    assert after.status_code == 200  # the budget is released once requests finish
+    assert 'status="429"' in metrics
+
+
+def test_shutdown_delay_fails_health_first_then_drains(tiny_export):
+    srv = start_server(tiny_export, "--variant", "fp32", "--shutdown-delay", "3")
+    assert srv.get("/health").status_code == 200
+    srv.process.send_signal(15)
+    deadline = time.monotonic() + 10
+    while srv.get("/health").status_code != 503:  # an event, polled: not a timing assertion
+        assert time.monotonic() < deadline
+    assert srv.post("/embed", {"inputs": "still served"}).status_code == 200
+    assert srv.process.wait(20) == 0

@@ -224,6 +224,22 @@ def test_truncation(tok, ref, sts_sentences, hostile, max_length):
     ]
 
 
+def test_long_texts_are_cut_before_tokenizing_with_the_same_ids(tok, ref, hostile, vocab_words):
+    """Only a prefix of a long text is tokenized (cut before a space); the ids equal tokenizing it all, then
+    truncating, and the reference's; the truncated flag says whether tokens were dropped."""
+    rng = random.Random(7)
+    long = [" ".join(hostile[i : i + 400]) for i in range(0, 40_000, 400)]  # 100 texts of 5-60 k characters
+    long += ["".join(rng.choice(hostile) for _ in range(300)) for _ in range(20)]  # joined without spaces
+    long += ["x " * 3000, " " * 50_000 + "word", "word" * 20_000, "[SEP] " * 5000]
+    for max_length in (3, 128, 256, 512):
+        rows, truncated = tok.encode_batch_truncated(long, max_length)
+        full = [tok.tokenize_ids(t) for t in long]
+        assert rows == [[tok.cls_id, *ids[: max_length - 2], tok.sep_id] for ids in full]
+        assert truncated == [len(ids) > max_length - 2 for ids in full]
+    bad = mismatches(tok, ref, long, max_length=256, chunk=200)
+    assert not bad, describe(long, bad)
+
+
 # ---------------------------------------------------------------- configurations
 
 

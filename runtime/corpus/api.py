@@ -196,6 +196,6 @@ def int8_paths(parts: Sequence[BlockResult]) -> dict[str, int] | None:
 
 
 def _default_workers() -> int:
-    import os
+    from embedrt.cpus import usable_cpus
 
-    return os.cpu_count() or 1
+    return usable_cpus()

@@ -10,7 +10,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
-import numpy as np
 import orjson
 from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.applications import Starlette
@@ -20,12 +19,19 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from embedrt.encoder import Encoder
-from embedrt.pooling import normalize
-from embedrt.serve.batcher import Batcher, Embedded
+from embedrt.serve.batcher import Batcher, Embedded, Kind
 from embedrt.serve.config import ServeConfig
 from embedrt.serve.errors import ApiError
 from embedrt.serve.metrics import Metrics
-from embedrt.serve.protocol import EmbedRequest, openai_body, openai_request, parse_body, tei_body, tei_request
+from embedrt.serve.protocol import (
+    EmbedRequest,
+    openai_body,
+    openai_request,
+    parse_body,
+    tei_body,
+    tei_request,
+    tokenize_request,
+)
 from embedrt.serve.request_ids import RequestIds, request_id
 
 log = logging.getLogger("embedrt.serve")
@@ -48,12 +54,16 @@ def create_app(encoder: Encoder, config: ServeConfig, *, workers: int = 1, versi
 
     """
     metrics = Metrics()
-    batcher = Batcher(encoder, config.max_queue, config.max_wait_ms, workers, metrics.observe_cycle)
+    batcher = Batcher(
+        encoder, config.max_queue, config.max_wait_ms, workers, metrics.observe_cycle, config.max_queue_bytes
+    )
     metrics.queue.set_function(lambda: batcher.queued_inputs)
     server = _Server(encoder, config, batcher, metrics, version)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        # One real forward pass before the port opens: /health never says ok for a model that cannot run.
+        await asyncio.get_running_loop().run_in_executor(None, encoder.embed, ["warm-up"])
         batcher.start()
         yield
         await batcher.stop()  # uvicorn has finished the requests in flight
@@ -62,12 +72,15 @@ def create_app(encoder: Encoder, config: ServeConfig, *, workers: int = 1, versi
         Route("/v1/embeddings", server.endpoint("/v1/embeddings", server.openai), methods=["POST"]),
         Route("/embeddings", server.endpoint("/v1/embeddings", server.openai), methods=["POST"]),
         Route("/embed", server.endpoint("/embed", server.tei), methods=["POST"]),
+        Route("/v1/models", server.endpoint("/v1/models", server.models), methods=["GET"]),
+        Route("/tokenize", server.endpoint("/tokenize", server.tokenize), methods=["POST"]),
         Route("/health", server.endpoint("/health", server.health, auth=False), methods=["GET"]),
         Route("/info", server.endpoint("/info", server.info), methods=["GET"]),
         Route("/metrics", server.endpoint("/metrics", server.metrics), methods=["GET"]),
     ]
     app = Starlette(routes=routes, lifespan=lifespan, exception_handlers={HTTPException: _http_error})
     app.add_middleware(RequestIds)
+    app.state.stop_accepting = server.stop_accepting  # for --shutdown-delay: /health 503 while still serving
     return app
 
 
@@ -78,6 +91,11 @@ class _Server:
         self.encoder, self.config, self.batcher, self.version = encoder, config, batcher, version
         self._metrics = metrics
         self._key = config.api_key.encode() if config.api_key is not None else None
+        self.draining = False
+
+    def stop_accepting(self) -> None:
+        """The shutdown delay began: /health answers 503 so that load balancers stop sending traffic here."""
+        self.draining = True
 
     def endpoint(self, route: str, handler: Handler, *, auth: bool = True) -> Handler:
         """Wrap a handler with the key check, error bodies and metrics."""
@@ -113,18 +131,37 @@ class _Server:
                 code="model_not_found",
             )
         embedded = await self._embed(request, req)
-        vectors = self._vectors(embedded, req)
         model = req.model or self.config.model_name
-        return _json(openai_body(vectors, req.encoding_format, model, sum(embedded.tokens)))
+        return _json(openai_body(embedded.vectors, req.encoding_format, model, sum(embedded.tokens)))
 
     async def tei(self, request: Request) -> Response:
         """POST /embed."""
         req = tei_request(await self._json(request), self.config.max_inputs, self.encoder.dimension)
-        return _json(tei_body(self._vectors(await self._embed(request, req), req)))
+        return _json(tei_body((await self._embed(request, req)).vectors))
+
+    async def models(self, request: Request) -> Response:
+        """GET /v1/models: OpenAI's list, with the one model this server serves."""
+        model = {"id": self.config.model_name, "object": "model", "created": 0, "owned_by": "embedrt"}
+        return _json(orjson.dumps({"object": "list", "data": [model]}))
+
+    async def tokenize(self, request: Request) -> Response:
+        """POST /tokenize (text-embeddings-inference): each text's tokens as the model sees them, truncated."""
+        texts, special = tokenize_request(await self._json(request), self.config.max_inputs)
+        rows = await asyncio.get_running_loop().run_in_executor(None, self.encoder.token_ids, texts, special)
+        tokens = self.encoder.id_tokens
+        special_ids = self.encoder.special_ids
+        body = [
+            [
+                {"id": i, "text": tokens.get(i, ""), "special": i in special_ids, "start": None, "stop": None}
+                for i in row
+            ]
+            for row in rows
+        ]
+        return _json(orjson.dumps(body))
 
     async def health(self, request: Request) -> Response:
-        """GET /health: 200 once the model is loaded and the batching task is alive."""
-        if not self.batcher.alive:
+        """GET /health: 200 once the model ran its warm-up pass, while cycles succeed and before a shutdown."""
+        if self.draining or not self.batcher.alive:
             return _json(b'{"status":"unavailable"}', 503)
         return _json(b'{"status":"ok"}')
 
@@ -156,12 +193,13 @@ class _Server:
             raise ApiError(401, "invalid API key", code="invalid_api_key")
 
     async def _json(self, request: Request) -> dict[str, Any]:
-        return parse_body(await _read_body(request, self.config.max_request_bytes, self.config.body_timeout_s))
+        body = await _read_body(request, self.config.max_request_bytes, self.config.body_timeout_s, self.batcher)
+        return parse_body(body)
 
     async def _embed(self, request: Request, req: EmbedRequest) -> Embedded:
         """Queue the texts; drop them when the client disconnects first."""
-        prompt = self._prompt(req.prompt_name)
-        work = asyncio.ensure_future(self.batcher.embed(req.texts, prompt, req.truncate))
+        kind = Kind(self._prompt(req.prompt_name), req.normalize, req.dimensions)
+        work = asyncio.ensure_future(self.batcher.embed(req.texts, kind, req.truncate))
         gone = asyncio.ensure_future(_disconnected(request))
         await asyncio.wait((work, gone), return_when=asyncio.FIRST_COMPLETED)
         if work.done():
@@ -171,31 +209,23 @@ class _Server:
         raise _ClientGone
 
     def _prompt(self, name: str | None) -> str:
-        st = self.encoder.config.sentence_transformer
-        name = name if name is not None else st.default_prompt_name
-        if name is None:
-            return ""
-        if name not in st.prompts:
-            raise ApiError(
-                400,
-                f"'prompt_name' {name!r} is not one of this model's prompts {sorted(st.prompts)}",
-                param="prompt_name",
-            )
-        return st.prompts[name]
-
-    def _vectors(self, embedded: Embedded, req: EmbedRequest) -> np.ndarray:
-        """The model's Normalize (or the request's choice), then ``dimensions``, re-normalized when normalized."""
-        unit = self.encoder.config.normalize if req.normalize is None else req.normalize
-        vectors = embedded.vectors
-        if req.dimensions is not None and req.dimensions < vectors.shape[1]:
-            vectors = vectors[:, : req.dimensions]
-        return np.ascontiguousarray(normalize(vectors) if unit else vectors, dtype=np.float32)
+        try:
+            return self.encoder.resolve_prompt(name)
+        except ValueError as exc:
+            raise ApiError(400, f"'prompt_name': {exc}", param="prompt_name") from None
 
 
-async def _read_body(request: Request, limit: int, timeout: float) -> bytes:
-    """The body, refused with 413 as soon as it is known to pass ``limit`` (before reading it when declared)."""
+async def _read_body(request: Request, limit: int, timeout: float, budget: Batcher) -> bytes:
+    """The body, refused with 413 as soon as it is known to pass ``limit`` (before reading it when declared).
+
+    Bodies count toward the queue's budget while they arrive (429 past it), so that many large bodies being
+    read at once cannot hold more memory than the queue may. A declared Content-Length is reserved whole before
+    reading, so bodies are admitted or refused one by one and partial reads never crowd each other out; a
+    chunked body reserves as its chunks arrive.
+    """
     declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
+    length = int(declared) if declared is not None and declared.isdigit() else None
+    if length is not None and length > limit:
         raise ApiError(
             413,
             f"the body is {declared} bytes; the limit is {limit}",
@@ -204,9 +234,13 @@ async def _read_body(request: Request, limit: int, timeout: float) -> bytes:
         )
     chunks: list[bytes] = []
     size = 0
+    reserved = 0
+    if length is not None:
+        budget.reserve(length)
+        reserved = length
 
     async def read() -> None:
-        nonlocal size
+        nonlocal size, reserved
         async for chunk in request.stream():
             size += len(chunk)
             if size > limit:
@@ -216,6 +250,9 @@ async def _read_body(request: Request, limit: int, timeout: float) -> bytes:
                     code="body_too_large",
                     headers={"Connection": "close"},
                 )
+            if size > reserved:
+                budget.reserve(size - reserved)
+                reserved = size
             chunks.append(chunk)
 
     try:
@@ -224,6 +261,8 @@ async def _read_body(request: Request, limit: int, timeout: float) -> bytes:
         raise ApiError(
             408, f"the body did not arrive within {timeout:g} s", code="timeout", headers={"Connection": "close"}
         ) from None
+    finally:
+        budget.release(reserved)  # the texts count again once queued
     return b"".join(chunks)
 
 

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from embedrt.config import positive_int
+from embedrt.cpus import usable_cpus
 from embedrt.encoder import DEFAULT_MAX_BATCH_TOKENS, default_variant
 from embedrt.manifest import Variant
 from embedrt.serve.config import (
@@ -17,6 +18,7 @@ from embedrt.serve.config import (
     DEFAULT_MAX_CONNECTIONS,
     DEFAULT_MAX_INPUTS,
     DEFAULT_MAX_QUEUE,
+    DEFAULT_MAX_QUEUE_BYTES,
     DEFAULT_MAX_REQUEST_BYTES,
     DEFAULT_MAX_WAIT_MS,
 )
@@ -90,6 +92,20 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help=f"queued inputs past which requests get 429 (default: {DEFAULT_MAX_QUEUE})",
     )
     srv.add_argument(
+        "--max-queue-bytes",
+        type=int,
+        default=DEFAULT_MAX_QUEUE_BYTES,
+        help="characters of queued texts plus bytes of bodies being read, past which requests get 429 "
+        f"(default: {DEFAULT_MAX_QUEUE_BYTES})",
+    )
+    srv.add_argument(
+        "--shutdown-delay",
+        type=float,
+        default=0.0,
+        help="on SIGTERM or Ctrl-C, answer /health with 503 at once but keep serving this many seconds, then "
+        "drain and exit (rolling deploys: the load balancer stops sending first; default: 0)",
+    )
+    srv.add_argument(
         "--max-inputs", type=int, default=DEFAULT_MAX_INPUTS, help=f"texts per request (default: {DEFAULT_MAX_INPUTS})"
     )
     srv.add_argument(
@@ -156,7 +172,7 @@ def run(args: argparse.Namespace) -> int:
     from embedrt.encoder import Encoder
     from embedrt.serve.app import create_app
     from embedrt.serve.config import ServeConfig
-    from embedrt.serve.http import protocol_kwargs
+    from embedrt.serve.http import DelayedExit, protocol_kwargs
 
     if args.model_dir is None:
         raise ValueError(f"no model directory: pass MODEL_DIR or set {ENV_PREFIX}MODEL_DIR")
@@ -184,6 +200,7 @@ def run(args: argparse.Namespace) -> int:
         max_inputs=args.max_inputs,
         max_request_bytes=args.max_request_bytes,
         max_queue=args.max_queue,
+        max_queue_bytes=args.max_queue_bytes,
         max_batch_tokens=args.max_batch_tokens,
         max_wait_ms=args.max_wait_ms,
         body_timeout_s=args.body_timeout,
@@ -196,7 +213,11 @@ def run(args: argparse.Namespace) -> int:
         file=sys.stderr,
         flush=True,
     )
-    server = uvicorn.Server(
+    if args.shutdown_delay < 0:
+        raise ValueError(f"--shutdown-delay must be >= 0 seconds, got {args.shutdown_delay:g}")
+    server = DelayedExit(
+        args.shutdown_delay,
+        app.state.stop_accepting,
         uvicorn.Config(
             app,
             host=args.host,
@@ -207,7 +228,7 @@ def run(args: argparse.Namespace) -> int:
             timeout_keep_alive=KEEP_ALIVE_S,
             timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
             **protocol_kwargs(args.header_timeout, args.max_connections),
-        )
+        ),
     )
     # uvicorn re-raises the signal it shut down for once it is done, which would end the process with -15 (or a
     # KeyboardInterrupt traceback for Ctrl-C); a graceful stop is a success, so that re-raised signal lands here
@@ -227,5 +248,4 @@ def _default_workers(device: Device, variant: Variant) -> int:
     """
     if device is not Device.CPU or variant is not Variant.INT8:
         return 1
-    cores = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else range(os.cpu_count() or 1)
-    return max(1, len(cores))
+    return usable_cpus()

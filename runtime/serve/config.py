@@ -10,6 +10,7 @@ from embedrt.config import positive_int
 DEFAULT_MAX_INPUTS = 2048  # per request, as OpenAI's embeddings API
 DEFAULT_MAX_REQUEST_BYTES = 4 * 1024 * 1024
 DEFAULT_MAX_QUEUE = 8192  # inputs waiting for the model, all requests together
+DEFAULT_MAX_QUEUE_BYTES = 64 * 1024 * 1024  # characters of queued texts plus bodies being read
 DEFAULT_MAX_BATCH_TOKENS = 4096  # gathered per model cycle (the Encoder splits them into its own batches)
 DEFAULT_MAX_WAIT_MS = 2.0
 DEFAULT_BODY_TIMEOUT_S = 10.0
@@ -27,6 +28,7 @@ class ServeConfig:
         max_inputs: texts per request.
         max_request_bytes: body size, enforced while reading.
         max_queue: inputs queued for the model; past it a request gets 429 at once.
+        max_queue_bytes: characters of queued texts plus bytes of bodies being read; past it, 429.
         max_batch_tokens: tokens (estimated before tokenizing) gathered into one model cycle.
         max_wait_ms: how long a short cycle waits for more work, only when requests are already queueing.
         body_timeout_s: a body that does not arrive in full within this time gets 408.
@@ -39,13 +41,14 @@ class ServeConfig:
     max_inputs: int = DEFAULT_MAX_INPUTS
     max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES
     max_queue: int = DEFAULT_MAX_QUEUE
+    max_queue_bytes: int = DEFAULT_MAX_QUEUE_BYTES
     max_batch_tokens: int = DEFAULT_MAX_BATCH_TOKENS
     max_wait_ms: float = DEFAULT_MAX_WAIT_MS
     body_timeout_s: float = DEFAULT_BODY_TIMEOUT_S
 
     def __post_init__(self) -> None:
         """Refuse limits that would make the server refuse everything or nothing."""
-        for name in ("max_inputs", "max_request_bytes", "max_queue", "max_batch_tokens"):
+        for name in ("max_inputs", "max_request_bytes", "max_queue", "max_queue_bytes", "max_batch_tokens"):
             positive_int(name, getattr(self, name))
         if self.max_wait_ms < 0 or self.body_timeout_s <= 0:
             raise ValueError(
@@ -54,6 +57,11 @@ class ServeConfig:
         if self.max_queue < self.max_inputs:
             raise ValueError(
                 f"max_queue ({self.max_queue}) must hold at least one full request (max_inputs {self.max_inputs})"
+            )
+        if self.max_queue_bytes < self.max_request_bytes:
+            raise ValueError(
+                f"max_queue_bytes ({self.max_queue_bytes}) must hold at least one full request body "
+                f"(max_request_bytes {self.max_request_bytes})"
             )
         if self.api_key is not None and not self.api_key:
             raise ValueError("api_key must not be empty; omit it to serve without authentication")
@@ -64,6 +72,7 @@ class ServeConfig:
             "max_inputs": self.max_inputs,
             "max_request_bytes": self.max_request_bytes,
             "max_queue": self.max_queue,
+            "max_queue_bytes": self.max_queue_bytes,
             "max_batch_tokens": self.max_batch_tokens,
             "max_wait_ms": self.max_wait_ms,
         }

@@ -9,8 +9,11 @@ request's first byte, for the next request on a kept-alive connection); otherwis
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
+from types import FrameType
 from typing import Any
 
+import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 
@@ -56,3 +59,25 @@ def head_deadline_protocol(header_timeout: float) -> type[HttpToolsProtocol]:
 def protocol_kwargs(header_timeout: float, max_connections: int) -> dict[str, Any]:
     """The uvicorn.Config arguments for these limits: past ``max_connections`` uvicorn answers 503."""
     return {"http": head_deadline_protocol(header_timeout), "limit_concurrency": max_connections}
+
+
+class DelayedExit(uvicorn.Server):
+    """uvicorn's server with ``--shutdown-delay``.
+
+    On the first SIGTERM or Ctrl-C, ``on_signal`` runs at once (/health turns 503) and uvicorn's graceful exit
+    starts ``delay`` seconds later; a second signal starts it at once.
+    """
+
+    def __init__(self, delay: float, on_signal: Callable[[], None], config: uvicorn.Config) -> None:
+        super().__init__(config)
+        self.delay, self.on_signal = delay, on_signal
+        self._delaying = False
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        """Called from the signal handler, on the loop's thread."""
+        if self.delay <= 0 or self._delaying or self.should_exit:
+            super().handle_exit(sig, frame)
+            return
+        self._delaying = True
+        self.on_signal()
+        asyncio.get_event_loop().call_later(self.delay, super().handle_exit, sig, frame)

@@ -31,7 +31,7 @@ class EmbedRequest:
     """What either route asks of the model, after validation.
 
     ``normalize`` None keeps the model's own choice (its Normalize module); ``dimensions`` keeps the first N
-    values and then re-normalizes when the vector was normalized.
+    values and then re-normalizes when the vector is normalized (on /v1/embeddings always, as OpenAI does).
     """
 
     texts: list[str]
@@ -64,12 +64,19 @@ def openai_request(data: dict[str, Any], max_inputs: int, dimension: int) -> Emb
         raise ApiError(
             400, f"'encoding_format' must be 'float' or 'base64', got {_short(fmt)}", param="encoding_format"
         )
+    dimensions = _dimensions(data.get("dimensions"), dimension)
     return EmbedRequest(
         texts=_texts(data, "input", max_inputs),
-        dimensions=_dimensions(data.get("dimensions"), dimension),
+        normalize=True if dimensions is not None else None,  # OpenAI's shortened vectors are unit vectors
+        dimensions=dimensions,
         encoding_format=EncodingFormat(fmt),
         model=model,
     )
+
+
+def tokenize_request(data: dict[str, Any], max_inputs: int) -> tuple[list[str], bool]:
+    """Validate a /tokenize body (text-embeddings-inference): the texts and ``add_special_tokens``."""
+    return _texts(data, "inputs", max_inputs), _flag(data, "add_special_tokens", True)
 
 
 def tei_request(data: dict[str, Any], max_inputs: int, dimension: int) -> EmbedRequest:

@@ -41,9 +41,16 @@ INFINITY_PYTHON = "/work/venvs/infinity/bin/python"
 SYSTEMS = ("embedrt-int8", "embedrt-fp32", "infinity", "inproc-int8")
 DIM = 384
 MODEL_NAME = "all-MiniLM-L6-v2"
-# (requests, concurrency, texts per request) of each phase; --quick shrinks the request counts.
-PHASES = {"sequential": (200, 1, 1), "concurrent": (2000, 32, 1), "batch": (120, 4, 32)}
-QUICK_REQUESTS = {"sequential": 20, "concurrent": 200, "batch": 12}
+# (requests, concurrency, texts per request) of each phase; --quick shrinks the request counts. Each phase runs
+# with two clients: "orjson" (responses parsed with orjson, as before) and "json" (the standard library's json,
+# as much user code does; phase names end in /json). Both send the default float encoding.
+BASE_PHASES = {"sequential": (200, 1, 1), "concurrent": (2000, 32, 1), "batch": (120, 4, 32)}
+BASE_QUICK = {"sequential": 20, "concurrent": 200, "batch": 12}
+CLIENTS = ("orjson", "json")
+PHASES = {f"{name}{'' if c == 'orjson' else '/json'}": spec for c in CLIENTS for name, spec in BASE_PHASES.items()}
+QUICK_REQUESTS = {f"{name}{'' if c == 'orjson' else '/json'}": n for c in CLIENTS for name, n in BASE_QUICK.items()}
+# Head of line (embedrt only): one-sentence requests, one at a time, while big ones are in flight.
+HOL = {"hol-1024": (2, 1024, None), "hol-3mb": (8, 1, 3_000_000)}  # (big requests, texts each, chars per text)
 WARMUP_REQUESTS = 8
 READY_TIMEOUT_S = 180.0
 STOP_TIMEOUT_S = 15.0
@@ -192,11 +199,23 @@ def valid(body: object, count: int) -> bool:
     ] == list(range(count))
 
 
-async def load(url: str, sentences: list[str], requests: int, concurrency: int, size: int, offset: int) -> dict:
-    """``requests`` POSTs from ``concurrency`` workers; latencies of the good ones and the error count."""
-    import aiohttp
+def client_of(phase_name: str) -> str:
+    return "json" if phase_name.endswith("/json") else "orjson"
+
+
+def parser_for(client: str):
     import orjson
 
+    return json.loads if client == "json" else orjson.loads
+
+
+async def load(
+    url: str, sentences: list[str], requests: int, concurrency: int, size: int, offset: int, client: str = "orjson"
+) -> dict:
+    """``requests`` POSTs from ``concurrency`` workers; latencies of the good ones and the error count."""
+    import aiohttp
+
+    parse = parser_for(client)
     latencies: list[float] = []
     errors: list[str] = []
     next_index = iter(range(requests))
@@ -208,8 +227,8 @@ async def load(url: str, sentences: list[str], requests: int, concurrency: int, 
             start = time.perf_counter()
             try:
                 async with session.post(url, json={"input": texts, "model": MODEL_NAME}) as response:
-                    # orjson: the client's own JSON parsing shares the 2 cores with the server under test.
-                    body = orjson.loads(await response.read())
+                    # The client's own JSON parsing shares the 2 cores with the server under test.
+                    body = parse(await response.read())
                     ok = response.status == 200 and valid(body, len(texts))
             except (aiohttp.ClientError, asyncio.TimeoutError, ValueError) as exc:
                 errors.append(type(exc).__name__)
@@ -230,8 +249,10 @@ async def load(url: str, sentences: list[str], requests: int, concurrency: int, 
 def phase(url: str, sentences: list[str], name: str, requests: int, offset: int) -> dict[str, float | list[str]]:
     """Warm-up, then the measured run of one phase."""
     _, concurrency, size = PHASES[name]
-    asyncio.run(load(url, sentences, max(WARMUP_REQUESTS, concurrency), concurrency, size, offset + requests))
-    raw = asyncio.run(load(url, sentences, requests, concurrency, size, offset))
+    client = client_of(name)
+    warmup = max(WARMUP_REQUESTS, concurrency)
+    asyncio.run(load(url, sentences, warmup, concurrency, size, offset + requests, client))
+    raw = asyncio.run(load(url, sentences, requests, concurrency, size, offset, client))
     lat_ms = 1000 * np.array(raw["latencies"] or [float("nan")])
     return {
         "requests": requests,
@@ -241,6 +262,48 @@ def phase(url: str, sentences: list[str], name: str, requests: int, offset: int)
         "p99_ms": float(np.percentile(lat_ms, 99)),
         "errors": len(raw["errors"]),
         "error_samples": sorted(set(raw["errors"]))[:3],
+    }
+
+
+async def head_of_line(url: str, sentences: list[str], name: str) -> dict:
+    """Sequential one-sentence requests (stdlib json client) while HOL[name]'s big requests are in flight."""
+    import aiohttp
+
+    count, texts_each, chars = HOL[name]
+    text = (" ".join(sentences) * (chars // 10_000 + 1))[:chars] if chars else None
+    timeout = aiohttp.ClientTimeout(total=300)
+    async with aiohttp.ClientSession(timeout=timeout) as session:
+
+        async def post(texts: list[str]) -> tuple[int, float]:
+            start = time.perf_counter()
+            async with session.post(url, json={"input": texts, "model": MODEL_NAME}) as response:
+                body = json.loads(await response.read())
+                good = response.status == 200 and valid(body, len(texts))
+            return (200 if good else response.status), time.perf_counter() - start
+
+        bigs = [
+            asyncio.create_task(post([text] if text else request_texts(sentences, 100 + i, texts_each)))
+            for i in range(count)
+        ]
+        small: list[float] = []
+        errors = 0
+        i = 0
+        while not all(b.done() for b in bigs) or len(small) < 20:
+            status, seconds = await post(request_texts(sentences, 5000 + i, 1))
+            i += 1
+            if status == 200:
+                small.append(seconds)
+            else:
+                errors += 1
+        big = await asyncio.gather(*bigs)
+    lat_ms = 1000 * np.array(small)
+    return {
+        "small_requests": len(small),
+        "p50_ms": float(np.percentile(lat_ms, 50)),
+        "p99_ms": float(np.percentile(lat_ms, 99)),
+        "max_ms": float(lat_ms.max()),
+        "big_s": max(seconds for _, seconds in big),
+        "errors": errors + sum(status != 200 for status, _ in big),
     }
 
 
@@ -270,6 +333,9 @@ def run_server(system: str, args: argparse.Namespace, sentences: list[str]) -> d
                 requests = QUICK_REQUESTS[name] if args.quick else PHASES[name][0]
                 result[name] = phase(base + server.embed_path, sentences, name, requests, offset)
                 offset += 7919  # a prime: each phase starts elsewhere in the corpus
+            if system.startswith("embedrt-"):
+                for name in HOL:
+                    result[name] = asyncio.run(head_of_line(base + server.embed_path, sentences, name))
             result["rss_after_mb"] = rss_mb(proc.pid)
         except RuntimeError as exc:
             result = {"error": str(exc)}
@@ -292,7 +358,16 @@ def run_inproc(args: argparse.Namespace, sentences: list[str]) -> dict:
     texts = [t for i in range(requests) for t in request_texts(sentences, 2 * 7919 + i, size)]
     start = time.perf_counter()
     encoder.encode(texts, batch_size=size)
-    return {"batch": {"sentences_per_s": len(texts) / (time.perf_counter() - start), "errors": 0}}
+    batch = {"sentences_per_s": len(texts) / (time.perf_counter() - start), "errors": 0}
+    # One sentence at a time, as the server runs it by default: one cycle on one thread.
+    single = Encoder.load(args.model_dir, variant="int8", threads=args.threads or 1)
+    n = QUICK_REQUESTS["sequential"] if args.quick else PHASES["sequential"][0]
+    latencies = []
+    for text in request_texts(sentences, 0, n):
+        start = time.perf_counter()
+        single.encode(text)
+        latencies.append(time.perf_counter() - start)
+    return {"batch": batch, "sequential": {"p50_ms": 1000 * float(np.median(latencies)), "errors": 0}}
 
 
 # ---------------------------------------------------------------- summary and report
@@ -339,13 +414,20 @@ def ratio(systems: dict, a: str, b: str, path: tuple[str, str]) -> float | None:
 
 def targets(systems: dict) -> list[tuple[str, float | None, str, bool | None]]:
     """(target, measured, goal, passed) rows; passed is None where a system did not run."""
-    rps = ratio(systems, "embedrt-int8", "infinity", ("concurrent", "requests_per_s"))
-    sps = ratio(systems, "embedrt-int8", "infinity", ("batch", "sentences_per_s"))
-    p50_int8 = ratio(systems, "embedrt-int8", "infinity", ("sequential", "p50_ms"))
-    p50_fp32 = ratio(systems, "embedrt-fp32", "infinity", ("sequential", "p50_ms"))
+    # With the standard-library client, as users' code parses responses.
+    rps = ratio(systems, "embedrt-int8", "infinity", ("concurrent/json", "requests_per_s"))
+    sps = ratio(systems, "embedrt-int8", "infinity", ("batch/json", "sentences_per_s"))
+    p50_int8 = ratio(systems, "embedrt-int8", "infinity", ("sequential/json", "p50_ms"))
+    p50_fp32 = ratio(systems, "embedrt-fp32", "infinity", ("sequential/json", "p50_ms"))
     inproc = ratio(systems, "embedrt-int8", "inproc-int8", ("batch", "sentences_per_s"))
+    try:
+        gap = systems["embedrt-int8"]["sequential/json"]["p50_ms"] - systems["inproc-int8"]["sequential"]["p50_ms"]
+    except KeyError:
+        gap = None
+    hol = {name: systems.get("embedrt-int8", {}).get(name, {}).get("p99_ms") for name in HOL}
     embedrt = [s for s in systems if s.startswith("embedrt-") and "error" not in systems[s]]
-    errors = sum(systems[s][p]["errors"] for s in embedrt for p in PHASES) if embedrt else None
+    phases = [*PHASES, *HOL]
+    errors = sum(systems[s][p]["errors"] for s in embedrt for p in phases if p in systems[s]) if embedrt else None
     ready = max((systems[s]["ready_s"] for s in embedrt), default=None)
     rss = systems.get("embedrt-int8", {}).get("rss_after_mb")
 
@@ -357,6 +439,11 @@ def targets(systems: dict) -> list[tuple[str, float | None, str, bool | None]]:
         row("int8 sentences/s in batches of 32 x infinity", sps, ">= 3.5", sps is not None and sps >= 3.5),
         row("int8 p50 latency x infinity", p50_int8, "<= 0.15", p50_int8 is not None and p50_int8 <= 0.15),
         row("fp32 p50 latency x infinity", p50_fp32, "<= 0.2", p50_fp32 is not None and p50_fp32 <= 0.2),
+        row("int8 one-sentence p50 - in-process (ms)", gap, "<= 0.6", gap is not None and gap <= 0.6),
+        *(
+            row(f"int8 small-request p99 ms, {name}", value, "<= 250", value is not None and value <= 250)
+            for name, value in hol.items()
+        ),
         row("embedrt errors (all phases)", errors, "= 0", errors == 0),
         row("int8 server sentences/s x in-process", inproc, ">= 0.75", inproc is not None and inproc >= 0.75),
         row("embedrt ready s (slowest variant)", ready, "<= 1", ready is not None and ready <= 1),
@@ -386,6 +473,17 @@ TABLES = {
 }
 
 
+TABLES.update({f"{name}/json": spec for name, spec in list(TABLES.items())})
+HOL_COLUMNS = [
+    ("small_requests", "small requests", "{:.0f}"),
+    ("p50_ms", "p50 ms", "{:.1f}"),
+    ("p99_ms", "p99 ms", "{:.1f}"),
+    ("max_ms", "max ms", "{:.1f}"),
+    ("big_s", "big requests took s", "{:.2f}"),
+    ("errors", "errors", "{:.0f}"),
+]
+
+
 def _cell(value: object, fmt: str) -> str:
     return "-" if value is None else fmt.format(value)
 
@@ -393,8 +491,9 @@ def _cell(value: object, fmt: str) -> str:
 def phase_table(systems: dict, name: str, columns: list[tuple[str, str, str]], ratio_key: str) -> list[str]:
     """Markdown table of one phase with each row's ratio to infinity on ``ratio_key``."""
     _, concurrency, size = PHASES[name]
+    client = "standard-library json" if client_of(name) == "json" else "orjson"
     lines = [
-        f"### {name}: {size} sentence(s) per request, concurrency {concurrency}",
+        f"### {name}: {size} sentence(s) per request, concurrency {concurrency}, client parses with {client}",
         "",
         "| system | " + " | ".join(title for _, title, _ in columns) + f" | {ratio_key} x infinity |",
         "|---|" + "---:|" * (len(columns) + 1),
@@ -416,7 +515,9 @@ def markdown(report: dict) -> str:
         "",
         f"Machine: {m['cpu']}, {m['logical_cpus']} logical CPUs; Python {m['python']}, onnxruntime "
         f"{m['onnxruntime']}. {report['rounds']} round(s), medians; requests per phase: {counts}. "
-        "Load from one aiohttp client on the same machine, so client and server share the cores. "
+        "Load from one aiohttp client on the same machine, so client and server share the cores; every phase "
+        "runs with two clients: responses parsed with orjson, and with the standard library's json (name/json), "
+        "both with the default float encoding. "
         "infinity-emb runs its torch engine (sentence-transformers on CPU); commands in serve.json.",
         "",
     ]
@@ -424,6 +525,20 @@ def markdown(report: dict) -> str:
     lines += [f"- {s} did not run: {e}" for s, e in failed.items()] + ([""] if failed else [])
     for name, (columns, ratio_key) in TABLES.items():
         lines += phase_table(systems, name, columns, ratio_key)
+    for name, (count, texts_each, chars) in HOL.items():
+        what = f"{count} requests of one {chars / 1e6:.0f} MB text" if chars else f"{count} requests of {texts_each}"
+        lines += [
+            f"### {name}: one-sentence requests one at a time while {what} are in flight",
+            "",
+            "| system | " + " | ".join(title for _, title, _ in HOL_COLUMNS) + " |",
+            "|---|" + "---:|" * len(HOL_COLUMNS),
+        ]
+        for system, row in systems.items():
+            if name in row:
+                lines.append(
+                    f"| {system} | " + " | ".join(_cell(row[name].get(k), f) for k, _, f in HOL_COLUMNS) + " |"
+                )
+        lines.append("")
     lines += [
         "### process",
         "",
@@ -489,7 +604,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--systems", default=",".join(SYSTEMS), help=f"comma list of {', '.join(SYSTEMS)}")
     parser.add_argument("--rounds", type=int, default=1, help="systems interleaved this many times; medians")
-    parser.add_argument("--quick", action="store_true", help="20/200/12 requests per phase instead of 200/2000/120")
+    parser.add_argument(
+        "--quick", action="store_true", help="20/200/12 requests per phase instead of 200/2000/120 (HOL phases whole)"
+    )
     parser.add_argument("--model-dir", type=Path, default=DEFAULT_MODEL_DIR, help="embedrt export (made if missing)")
     parser.add_argument("--infinity-python", default=INFINITY_PYTHON, help="interpreter of the infinity-emb venv")
     parser.add_argument("--threads", type=int, default=None, help="--threads for embedrt serve and in-process")

@@ -65,6 +65,9 @@ def test_serve_benchmark_quick_run(tiny_export, tmp_path, monkeypatch):
     report = json.loads((out / "serve.json").read_text())
     int8 = report["systems"]["embedrt-int8"]
     assert int8["concurrent"]["errors"] == 0 and int8["batch"]["errors"] == 0 and int8["exit_code"] == 0
+    assert int8["concurrent/json"]["errors"] == 0 and int8["sequential/json"]["p50_ms"] > 0  # the stdlib client
+    assert int8["hol-1024"]["errors"] == 0 and int8["hol-3mb"]["errors"] == 0  # head-of-line phases ran
+    assert report["systems"]["inproc-int8"]["sequential"]["p50_ms"] > 0
     assert (out / "serve.md").is_file() and (out / "serve.png").stat().st_size > 0
 
 

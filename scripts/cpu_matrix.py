@@ -56,16 +56,20 @@ class Cpu:
     arch: str
     qemu_cpu: str
     stands_for: str
+    # fp32 on the first N texts only, where QEMU emulates it very slowly (None: all texts).
+    fp32_texts: int | None = None
 
 
 CPUS = {
     cpu.name: cpu
     for cpu in (
-        # Haswell without TSX: QEMU's TCG cannot run TSX and warns on every start with plain "Haswell".
-        Cpu("haswell", "x86_64", "Haswell-noTSX", "AVX2 without VNNI: Intel Haswell to Comet Lake, AMD Zen 1-3"),
+        # Haswell without TSX: QEMU's TCG cannot run TSX and warns on every start with plain "Haswell". Its fp32
+        # kernels use FMA, which QEMU runs in soft-float: about 40x slower than int8 (72 s for four sentences).
+        Cpu("haswell", "x86_64", "Haswell-noTSX", "AVX2 without VNNI: Intel Haswell to Comet Lake, AMD Zen 1-3", 12),
         Cpu("cortex-a72", "aarch64", "cortex-a72", "Raspberry Pi 4: ARMv8.0, no dot product"),
         Cpu("neoverse-n1", "aarch64", "neoverse-n1", "AWS Graviton 2, Ampere Altra: dot product"),
-        Cpu("neoverse-v1", "aarch64", "neoverse-v1", "AWS Graviton 3: dot product, i8mm, SVE"),
+        # SVE is slow to emulate: int8 took 396 s where neoverse-n1 took 41 s, and fp32 ran past 10 minutes.
+        Cpu("neoverse-v1", "aarch64", "neoverse-v1", "AWS Graviton 3: dot product, i8mm, SVE", 24),
     )
 }
 
@@ -327,11 +331,9 @@ def run_matrix(args: argparse.Namespace) -> int:
     texts = matrix_texts(args.sentences, args.passages)
     work = cache / "runs"
     work.mkdir(parents=True, exist_ok=True)
-    texts_file, x86_fp32_file = work / "texts.json", work / "texts-x86-fp32.json"
+    texts_file = work / "texts.json"
     texts_file.write_text(json.dumps(texts), encoding="utf-8")
-    # fp32 under emulated Haswell: QEMU runs FMA through soft-float, about 40x slower than int8 (72 s for four
-    # short sentences), so it gets the first few sentences only.
-    x86_fp32_file.write_text(json.dumps(texts[: args.x86_fp32_texts]), encoding="utf-8")
+    previous = _previous_rows(args.reuse)
     source = json.loads((model / "manifest.json").read_text())["source"]["path"]
     from sentence_transformers import SentenceTransformer
 
@@ -350,8 +352,14 @@ def run_matrix(args: argparse.Namespace) -> int:
         cpu = None if job.cpu == "native" else CPUS[job.cpu]
         version = job.onnxruntime or (args.onnxruntime if cpu is not None and cpu.arch == "aarch64" else "")
         out = work / f"{job.cpu}-{job.variant}-{job.path}-{version or 'venv'}.npy"
-        limited = cpu is not None and cpu.arch == "x86_64" and job.variant == "fp32"
-        source = x86_fp32_file if limited else texts_file
+        reused = previous.get((job.cpu, job.variant, job.path, version or _venv_onnxruntime()))
+        if reused is not None and Path(reused["vectors"]).is_file():
+            print(f"  {job.cpu:<12} {job.variant:<5} {job.path:<8} ort {version or 'venv'}: reused", flush=True)
+            return job, {k: v for k, v in reused.items() if k in REPORT_KEYS}
+        source = texts_file
+        if cpu is not None and cpu.fp32_texts and job.variant == "fp32":
+            source = work / f"texts-first-{cpu.fp32_texts}.json"
+            source.write_text(json.dumps(texts[: cpu.fp32_texts]), encoding="utf-8")
         report = run_worker(tools, cpu, version or None, [str(model), job.variant, str(source), str(out), job.path])
         report["vectors"] = str(out) if "error" not in report else None
         took = report.get("error") or f"{report.get('seconds')} s emulated"
@@ -369,6 +377,23 @@ def run_matrix(args: argparse.Namespace) -> int:
     (RESULTS / "cpus.json").write_text(json.dumps({"rows": rows, "imports": imports}, indent=2) + "\n")
     print(table)
     return 0 if ok else 1
+
+
+REPORT_KEYS = ("machine", "onnxruntime", "probe", "error", "int8_kernel", "seconds", "vectors")
+
+
+def _previous_rows(reuse: bool) -> dict[tuple[str, str, str, str], dict[str, Any]]:
+    """--reuse: the good rows of the last cpus.json by (cpu, variant, path asked, onnxruntime), whose runs are
+    not repeated (their vectors are still in the cache)."""
+    path = RESULTS / "cpus.json"
+    if not reuse or not path.is_file():
+        return {}
+    rows = json.loads(path.read_text())["rows"]
+    return {
+        (r["cpu"], r["variant"], r["path_asked"], r["onnxruntime"]): r
+        for r in rows
+        if r.get("vectors") and not r.get("error") and r.get("onnxruntime")
+    }
 
 
 def _rows(results: list[tuple[Job, dict[str, Any]]], reference: Any) -> tuple[list[dict[str, Any]], bool]:
@@ -472,7 +497,7 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--cpus", nargs="+", default=list(CPUS), choices=list(CPUS))
     run.add_argument("--sentences", type=int, default=200)
     run.add_argument("--passages", type=int, default=2, help="passages of 20 sentences (truncated at 256 tokens)")
-    run.add_argument("--x86-fp32-texts", type=int, default=12, help="fp32 under Haswell: the first N texts only")
+    run.add_argument("--reuse", action="store_true", help="keep the good runs of the last cpus.json; run the rest")
     run.add_argument("--onnxruntime", default=_venv_onnxruntime(), help="onnxruntime for the aarch64 runs")
     run.add_argument(
         "--extra-onnxruntime", nargs="*", default=["1.19.2"], help="int8 also with these (Haswell, cortex-a72)"

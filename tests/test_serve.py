@@ -515,3 +515,41 @@ def test_shutdown_delay_fails_health_first_then_drains(tiny_export):
         assert time.monotonic() < deadline
     assert srv.post("/embed", {"inputs": "still served"}).status_code == 200
     assert srv.process.wait(20) == 0
+
+
+def test_connections_past_the_limit_get_503(tiny_export):
+    srv = start_server(tiny_export, "--variant", "fp32", "--max-connections", "3")
+    try:
+        idle = [_raw(srv.port, b"") for _ in range(3)]  # connections count toward the limit
+        refused = srv.get("/health")
+        for sock in idle:
+            sock.close()
+        deadline = time.monotonic() + 10
+        while (ok := srv.get("/health")).status_code != 200:  # the server notices the closed sockets
+            assert time.monotonic() < deadline
+    finally:
+        assert srv.stop() == 0
+    assert refused.status_code == 503 and ok.status_code == 200
+
+
+def test_no_health_before_a_real_warm_up_pass(tiny_export):
+    """The warm-up runs the model before the port opens; a model that cannot run never reports healthy."""
+    from starlette.testclient import TestClient
+
+    from embedrt.serve.app import create_app
+    from embedrt.serve.config import ServeConfig
+
+    encoder = Encoder.load(tiny_export, variant="fp32")
+    calls = []
+    real = encoder.embed
+    encoder.embed = lambda texts, **kw: calls.append(list(texts)) or real(texts, **kw)
+    with TestClient(create_app(encoder, ServeConfig(model_name="tiny"))) as client:
+        assert calls == [["warm-up"]]  # before any request
+        assert client.get("/health").status_code == 200
+
+    def broken(texts, **kw):
+        raise RuntimeError("cannot run")
+
+    encoder.embed = broken
+    with pytest.raises(RuntimeError, match="cannot run"), TestClient(create_app(encoder, ServeConfig(model_name="t"))):
+        pass

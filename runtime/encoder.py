@@ -175,7 +175,7 @@ class Encoder:
 
     def token_ids(self, texts: Sequence[str], add_special_tokens: bool = True) -> list[list[int]]:
         """Each text's token ids, truncated to max_seq_length, unpadded; [CLS] and [SEP] unless told not to."""
-        rows = self.tokenizer.encode_batch(list(check_texts(texts)), self.max_seq_length)
+        rows = self.tokenizer.encode_batch(texts, self.max_seq_length)  # it checks the texts
         return rows if add_special_tokens else [row[1:-1] for row in rows]
 
     @functools.cached_property

@@ -100,7 +100,7 @@ def check_file(check: Int8Check, recipe: str, path: Path) -> None:
     """Refuse an int8 file that this onnxruntime would abort on along the u8u8 path (older exports)."""
     if check.path is not Int8Path.U8U8 or EXPLICIT_WEIGHT_ZERO_POINTS in recipe:
         return
-    if _version(check.onnxruntime) < U8U8_WITHOUT_WEIGHT_ZERO_POINTS:
+    if version_tuple(check.onnxruntime) < U8U8_WITHOUT_WEIGHT_ZERO_POINTS:
         raise UnsafeInt8Kernel(
             f"{path} was exported without explicit weight zero points, and on this CPU (a saturating int8 kernel) "
             f"onnxruntime {check.onnxruntime} aborts building its exact path for such a file: export the model "
@@ -108,7 +108,8 @@ def check_file(check: Int8Check, recipe: str, path: Path) -> None:
         )
 
 
-def _version(text: str) -> tuple[int, int]:
+def version_tuple(text: str) -> tuple[int, int]:
+    """(major, minor) of a version string such as "1.19.2" or "1.20.0.dev1"."""
     major, minor = [*text.split("."), "0"][:2]
     return int(major), int("".join(c for c in minor if c.isdigit()) or 0)
 

@@ -177,7 +177,9 @@ def prepare_site(cache: Path, arch: str, onnxruntime: str, wheel: Path) -> Path:
     pip += ["--python-version", "3.11", "--implementation", "cp", "--abi", "cp311", "--only-binary=:all:"]
     # onnxruntime before 1.19 is built against numpy 1.x, and is below embedrt[cpu]'s floor: the wheel then
     # goes in without its extra, to show what those versions do with the files.
-    if _version(onnxruntime) < FLOOR:
+    from embedrt.int8_kernel import version_tuple
+
+    if version_tuple(onnxruntime) < FLOOR:
         _run([*pip, f"onnxruntime=={onnxruntime}", "numpy<2"], stdout=subprocess.DEVNULL)
         _run([*pip, "--no-deps", str(wheel)], stdout=subprocess.DEVNULL)
     else:
@@ -399,6 +401,8 @@ def _previous_rows(reuse: bool) -> dict[tuple[str, str, str, str], dict[str, Any
 def _rows(results: list[tuple[Job, dict[str, Any]]], reference: Any) -> tuple[list[dict[str, Any]], bool]:
     import numpy as np
 
+    from embedrt.int8_kernel import version_tuple
+
     native = {job.variant: np.load(r["vectors"]) for job, r in results if job.cpu == "native" and r["vectors"]}
     native_int8_mean = float(_cosines(native["int8"], reference).mean())
     rows, ok = [], True
@@ -419,7 +423,7 @@ def _rows(results: list[tuple[Job, dict[str, Any]]], reference: Any) -> tuple[li
         else:
             # A refused int8 is right where the probe found no exact path; anything else is a failure.
             row["gate"] = "UnsafeInt8Kernel" in str(report.get("error"))
-        below_floor = bool(job.onnxruntime) and _version(job.onnxruntime) < FLOOR
+        below_floor = bool(job.onnxruntime) and version_tuple(job.onnxruntime) < FLOOR
         if job.path == "default":
             row["gate"] = "shown, not gated"  # the unfixed kernel, shown for what the probe prevents
         elif below_floor:
@@ -428,11 +432,6 @@ def _rows(results: list[tuple[Job, dict[str, Any]]], reference: Any) -> tuple[li
             ok = False
         rows.append(row)
     return rows, ok
-
-
-def _version(text: str) -> tuple[int, int]:
-    major, minor = text.split(".")[:2]
-    return int(major), int(minor)
 
 
 def _markdown(rows: list[dict[str, Any]], imports: dict[str, str], args: argparse.Namespace, n: int) -> str:

@@ -18,8 +18,8 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from embedrt.encoder import Encoder
-from embedrt.serve.batcher import Batcher, Embedded, Kind
+from embedrt.encoder import Embedding, Encoder
+from embedrt.serve.batcher import Batcher, Kind
 from embedrt.serve.config import ServeConfig
 from embedrt.serve.errors import ApiError
 from embedrt.serve.metrics import Metrics
@@ -196,7 +196,7 @@ class _Server:
         body = await _read_body(request, self.config.max_request_bytes, self.config.body_timeout_s, self.batcher)
         return parse_body(body)
 
-    async def _embed(self, request: Request, req: EmbedRequest) -> Embedded:
+    async def _embed(self, request: Request, req: EmbedRequest) -> Embedding:
         """Queue the texts; drop them when the client disconnects first."""
         kind = Kind(self._prompt(req.prompt_name), req.normalize, req.dimensions)
         work = asyncio.ensure_future(self.batcher.embed(req.texts, kind, req.truncate))

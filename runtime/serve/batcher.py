@@ -43,14 +43,6 @@ def _ignore(inputs: int, tokens: int) -> None:
     """No metrics."""
 
 
-@dataclass
-class Embedded:
-    """A request's vectors (input order, normalized and cut as it asked) and the tokens of each text."""
-
-    vectors: np.ndarray
-    tokens: list[int]
-
-
 @dataclass(frozen=True)
 class Kind:
     """What a request asks beyond its texts; requests of one kind share an ``Encoder.embed`` call."""
@@ -65,14 +57,14 @@ class _Request:
     texts: list[str]
     kind: Kind
     truncate: bool
-    future: asyncio.Future[Embedded]
+    future: asyncio.Future[Embedding]
     behind_a_cycle: bool  # a cycle was running when it arrived: the server is under load
-    chars: int
     arrived: float = field(default_factory=time.perf_counter)
     handed_out: int = 0  # texts given to cycles so far
     running: int = 0  # slices in cycles that have not finished
     vectors: np.ndarray | None = None
     tokens: list[int] = field(default_factory=list)
+    truncated: list[bool] = field(default_factory=list)
 
     @property
     def complete(self) -> bool:
@@ -146,7 +138,7 @@ class Batcher:
         """Stop counting ``size`` bytes reserved for a body (read in full, or abandoned)."""
         self.queued_bytes -= size
 
-    async def embed(self, texts: list[str], kind: Kind = Kind(), truncate: bool = True) -> Embedded:
+    async def embed(self, texts: list[str], kind: Kind = Kind(), truncate: bool = True) -> Embedding:
         """Queue ``texts`` and wait for their vectors; a cancelled wait (client gone) drops what is still queued.
 
         Raises:
@@ -156,10 +148,9 @@ class Batcher:
         """
         if self.queued_inputs + len(texts) > self.max_queue:
             raise self._full(f"{self.queued_inputs} inputs queued (limit {self.max_queue})")
-        chars = sum(map(len, texts))
-        self.reserve(chars)
+        self.reserve(sum(map(len, texts)))
         loop = asyncio.get_running_loop()
-        request = _Request(texts, kind, truncate, loop.create_future(), self._in_flight > 0, chars)
+        request = _Request(texts, kind, truncate, loop.create_future(), self._in_flight > 0)
         self._requests.append(request)
         self.queued_inputs += len(texts)
         self._wakeup.set()
@@ -270,10 +261,12 @@ class Batcher:
             if request.vectors is None:
                 request.vectors = np.empty((len(request.texts), result.vectors.shape[1]), dtype=np.float32)
                 request.tokens = [0] * len(request.texts)
+                request.truncated = [False] * len(request.texts)
             request.vectors[piece.start : piece.end] = result.vectors
             request.tokens[piece.start : piece.end] = result.tokens
+            request.truncated[piece.start : piece.end] = result.truncated
             if request.complete:
-                request.future.set_result(Embedded(request.vectors, request.tokens))
+                request.future.set_result(Embedding(request.vectors, request.tokens, request.truncated))
 
     def _fail(self, request: _Request, error: BaseException) -> None:
         request.future.set_exception(error)

@@ -9,31 +9,36 @@ import tempfile
 import time
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from embedrt.config import ModelConfig
+from embedrt.config import TRANSFORMER_CONFIG_NAMES, ModelConfig, ModuleKind
+from embedrt.dense import WEIGHTS_NAME as DENSE_WEIGHTS
 from embedrt.export.int8 import OPSET as INT8_OPSET
 from embedrt.export.int8 import calibrate, calibration_texts, write_int8
+from embedrt.export.layout import check_bert, write_dense_weights
 from embedrt.export.onnx_files import (
+    EXTERNAL_DATA_THRESHOLD,
     INPUT_NAMES,
     OPSET,
     OUTPUT_NAME,
+    data_file,
     export_plain,
     write_fp16,
     write_fp32,
 )
 from embedrt.export.parity import CHECK_SENTENCES, TOLERANCE, compare
-from embedrt.export.source import DEFAULT_NAME, check_bert, resolve_source
-from embedrt.manifest import FORMAT_VERSION, MANIFEST_NAME, Manifest, Variant, VariantInfo, sha256_file
+from embedrt.export.source import resolve_source
+from embedrt.manifest import FORMAT_VERSION, MANIFEST_NAME, FileDigest, Manifest, Variant, VariantInfo, sha256_file
 from embedrt.version import embedrt_version
 
 DEFAULT_VARIANTS = (Variant.FP32, Variant.FP16, Variant.INT8)
-# Files that define tokenization and the module pipeline; weights are never copied.
-ROOT_FILES = (
-    "modules.json",
-    "sentence_bert_config.json",
-    "config_sentence_transformers.json",
+# The model root's pipeline files, and the Transformer module's (in the root, or in 0_Transformer/ in older
+# models): what defines tokenization and the pipeline. Transformer weights are never copied.
+ROOT_FILES = ("modules.json", "config_sentence_transformers.json")
+TRANSFORMER_FILES = (
+    *TRANSFORMER_CONFIG_NAMES,
     "config.json",
     "tokenizer.json",
     "tokenizer_config.json",
@@ -54,6 +59,8 @@ def export(
     allow_pickle: bool = False,
     calibration: str | Path | None = None,
     progress: bool = True,
+    revision: str | None = None,
+    external_data_threshold: int = EXTERNAL_DATA_THRESHOLD,
 ) -> Path:
     """Export a sentence-transformers BertModel to ONNX variants and check each against PyTorch.
 
@@ -66,6 +73,9 @@ def export(
         calibration: texts that calibrate int8's activation ranges: an STS benchmark csv or a file with one text
             per line; None takes ../shared's sts-train.csv when present, else the export's check sentences.
         progress: print the steps and their times on stderr.
+        revision: for a hub id, the branch, tag or commit to export (default ``main``).
+        external_data_threshold: a variant whose weights pass this many bytes keeps them in ``<file>.data``
+            beside it (ONNX external data); the default stays under protobuf's 2 GiB limit.
 
     Returns:
         The output directory, holding the ONNX files, tokenizer and config files and manifest.json.
@@ -75,42 +85,54 @@ def export(
 
     """
     chosen = _parse_variants(variants)
-    source = resolve_source(src)
+    resolved = resolve_source(src, revision, allow_pickle)
+    source = resolved.path
     config = ModelConfig.from_dir(source)
-    sizes = check_bert(source, config, allow_pickle)
+    transformer_dir = source / config.transformer_dir
+    sizes = check_bert(transformer_dir, allow_pickle)
     # Read before the long steps so that a bad calibration file fails at once.
     calibration_set = calibration_texts(Path(calibration) if calibration is not None else None)
-    out_dir = Path(out) if out is not None else Path("models") / (DEFAULT_NAME if src is None else source.name)
+    out_dir = Path(out) if out is not None else Path("models") / resolved.name
     steps = _Steps(3 + len(chosen), progress)
 
-    with steps("copy tokenizer and config files"):
-        _copy_configs(source, out_dir, config)
+    with steps("copy tokenizer, config files and Dense weights"):
+        files = _copy_configs(source, out_dir, config, allow_pickle)
     with steps("load the PyTorch reference and embed the check sentences"):
         reference = _reference_embeddings(source, config)
-    manifest = Manifest(FORMAT_VERSION, _source_info(source, out_dir), {}, embedrt_version())
+    manifest = Manifest(
+        FORMAT_VERSION, _source_info(resolved.info, resolved.name, out_dir), {}, embedrt_version(), files
+    )
+    threshold = external_data_threshold
     with tempfile.TemporaryDirectory() as tmp:
-        plain, fused = Path(tmp) / "plain.onnx", Path(tmp) / "fused.onnx"
+        plain, fused = Path(tmp) / "plain.onnx", Path(tmp) / "fused" / Variant.FP32.file_name
         with steps("export the BertModel to ONNX and fuse the graph"):
-            export_plain(source, plain, allow_pickle)
-            fused_recipe = write_fp32(plain, fused, **sizes)
+            export_plain(transformer_dir, plain, allow_pickle)
+            fused_recipe = write_fp32(plain, fused, **sizes, threshold=threshold)
         for variant in chosen:
             with steps(f"write and check {variant.file_name}"):
                 candidate = Path(tmp) / variant.file_name
                 if variant is Variant.FP32:
-                    shutil.copyfile(fused, candidate)
-                    recipe = fused_recipe
+                    candidate, recipe = fused, fused_recipe
                 elif variant is Variant.FP16:
-                    recipe = write_fp16(plain, candidate, **sizes)
+                    recipe = write_fp16(plain, candidate, **sizes, threshold=threshold)
                 else:
                     texts, origin = calibration_set
                     ranges = calibrate(plain, texts, origin, out_dir, config.max_seq_length)
-                    recipe = write_int8(plain, candidate, ranges, sizes["num_heads"])
+                    recipe = write_int8(plain, candidate, ranges, sizes["num_heads"], threshold=threshold)
                 figures = _checked(manifest, out_dir, candidate, variant, reference)
                 # Only a file that passed reaches the export directory and the manifest.
-                shutil.move(candidate, out_dir / variant.file_name)
+                _move_variant(candidate, out_dir / variant.file_name)
                 manifest = _record(manifest, out_dir, variant, recipe, figures)
                 steps.note(_summary(variant, figures))
     return out_dir
+
+
+def _move_variant(candidate: Path, target: Path) -> None:
+    """Move an ONNX file and its external data file, if any, replacing what an earlier export left there."""
+    data_file(target).unlink(missing_ok=True)
+    if data_file(candidate).is_file():
+        shutil.move(data_file(candidate), data_file(target))
+    shutil.move(candidate, target)
 
 
 def _parse_variants(variants: Iterable[str | Variant]) -> list[Variant]:
@@ -128,6 +150,7 @@ def _record(
 ) -> Manifest:
     """Add or replace a variant's entry and rewrite manifest.json."""
     path = out_dir / variant.file_name
+    data = data_file(path)
     info = VariantInfo(
         file=variant.file_name,
         sha256=sha256_file(path),
@@ -137,12 +160,14 @@ def _record(
         outputs=(OUTPUT_NAME,),
         recipe=recipe,
         parity=parity,
+        external_data={data.name: FileDigest.of(data)} if data.is_file() else {},
     )
     updated = Manifest(
         manifest.format_version,
         manifest.source,
         {**manifest.variants, variant: info},
         manifest.embedrt_version,
+        manifest.files,
     )
     updated.write(out_dir / MANIFEST_NAME)
     return updated
@@ -156,6 +181,7 @@ def _checked(
         return _check(out_dir, candidate, variant, reference)
     except BaseException:
         (out_dir / variant.file_name).unlink(missing_ok=True)
+        data_file(out_dir / variant.file_name).unlink(missing_ok=True)
         manifest.write(out_dir / MANIFEST_NAME)  # the variants that passed so far, without this one
         raise
 
@@ -198,24 +224,41 @@ def _reference_embeddings(source: Path, config: ModelConfig) -> np.ndarray:
     return np.asarray(model.encode(list(CHECK_SENTENCES), convert_to_numpy=True), dtype=np.float32)
 
 
-def _copy_configs(source: Path, out_dir: Path, config: ModelConfig) -> None:
+def _copy_configs(source: Path, out_dir: Path, config: ModelConfig, allow_pickle: bool) -> dict[str, FileDigest]:
+    """Copy the pipeline's config and tokenizer files, in the source's layout, and the Dense modules' weights.
+
+    Returns the digests of the weight files written, which the manifest lists.
+    """
     out_dir.mkdir(parents=True, exist_ok=True)
-    for name in ROOT_FILES:
-        if (source / name).is_file():
-            shutil.copy2(source / name, out_dir / name)
+    _copy_files(source, out_dir, ROOT_FILES)
+    _copy_files(source / config.transformer_dir, out_dir / config.transformer_dir, TRANSFORMER_FILES)
+    files = {}
     for entry in config.modules.modules:
-        if entry.path:
+        if entry.path and entry.kind is not ModuleKind.TRANSFORMER:
             target = out_dir / entry.path
             target.mkdir(parents=True, exist_ok=True)
             for item in (source / entry.path).glob("*.json"):
                 shutil.copy2(item, target / item.name)
+        if entry.kind is ModuleKind.DENSE:
+            name = f"{entry.path}/{DENSE_WEIGHTS}" if entry.path else DENSE_WEIGHTS
+            write_dense_weights(source / entry.path, out_dir / name, allow_pickle)
+            files[name] = FileDigest.of(out_dir / name)
+    return files
 
 
-def _source_info(source: Path, out_dir: Path) -> dict[str, str]:
+def _copy_files(source: Path, target: Path, names: Iterable[str]) -> None:
+    target.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        if (source / name).is_file():
+            shutil.copy2(source / name, target / name)
+
+
+def _source_info(info: dict[str, Any], name: str, out_dir: Path) -> dict[str, Any]:
+    """Where the model came from (path or hub id, commit, each source file's sha256), and the configs' digest."""
     digest = hashlib.sha256()
     for path in sorted(p for p in out_dir.rglob("*.json") if p.name != MANIFEST_NAME):
         digest.update(path.relative_to(out_dir).as_posix().encode() + b"\0" + path.read_bytes())
-    return {"path": str(source), "name": source.name, "config_sha256": digest.hexdigest()}
+    return {**info, "name": name, "config_sha256": digest.hexdigest()}
 
 
 def _summary(variant: Variant, figures: dict[str, float | int | str]) -> str:

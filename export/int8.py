@@ -42,6 +42,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from embedrt.export.fusion import fuse_attention
+from embedrt.export.onnx_files import EXTERNAL_DATA_THRESHOLD, save_onnx
 from embedrt.export.parity import CHECK_SENTENCES, STS_DIR, StsPairs
 from embedrt.int8_kernel import EXPLICIT_WEIGHT_ZERO_POINTS
 
@@ -118,7 +119,8 @@ def calibrate(
     for name in inputs:
         model.graph.output.append(onnx.helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, None))
     session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
-    tokenizer = Tokenizer.from_dir(model_dir, do_lower_case=ModelConfig.from_dir(model_dir).transformer.do_lower_case)
+    config = ModelConfig.from_dir(model_dir)
+    tokenizer = Tokenizer.from_dir(model_dir / config.transformer_dir, do_lower_case=config.transformer.do_lower_case)
     feeds = {i.name for i in session.get_inputs()}
     absmax = {name: np.zeros(0, np.float32) for name in inputs}
     tokens = 0
@@ -135,7 +137,12 @@ def calibrate(
 
 
 def write_int8(
-    plain: Path, out_file: Path, calibration: Calibration, num_heads: int, alphas: Mapping[Site, float] = ALPHAS
+    plain: Path,
+    out_file: Path,
+    calibration: Calibration,
+    num_heads: int,
+    alphas: Mapping[Site, float] = ALPHAS,
+    threshold: int = EXTERNAL_DATA_THRESHOLD,
 ) -> str:
     """Quantize the plain graph with this module's recipe; return the recipe text for manifest.json."""
     import onnx
@@ -144,7 +151,7 @@ def write_int8(
     fused = fuse_attention(model, num_heads)
     _Rewriter(model, calibration.absmax, alphas).run()
     onnx.checker.check_model(model)
-    onnx.save(model, str(out_file))
+    save_onnx(model, out_file, threshold)
     return (
         "embedrt int8: int8 activations with one calibrated step for LayerNorm outputs and one step per token "
         "(computed at run time) for the attention context and the GELU output, SmoothQuant ("

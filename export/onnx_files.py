@@ -11,6 +11,31 @@ from embedrt.session import import_onnxruntime
 INPUT_NAMES = ("input_ids", "attention_mask", "token_type_ids")
 OUTPUT_NAME = "last_hidden_state"
 OPSET = 17
+# protobuf cannot hold a message of 2 GiB or more: past this many bytes of weights, a variant's tensors go to
+# "<file>.data" beside it (ONNX external data), and the manifest lists and hashes that file too.
+EXTERNAL_DATA_THRESHOLD = 2_000_000_000
+
+
+def weight_bytes(model: Any) -> int:
+    """Bytes of a ModelProto's initializers, counted without serializing the model."""
+    return sum(len(t.raw_data) or t.ByteSize() for t in model.graph.initializer)
+
+
+def data_file(onnx_file: Path) -> Path:
+    """Where a variant's external data goes: one file beside it, named after it."""
+    return onnx_file.with_name(onnx_file.name + ".data")
+
+
+def save_onnx(model: Any, out_file: Path, threshold: int = EXTERNAL_DATA_THRESHOLD) -> None:
+    """Write a ModelProto, with its tensors in ``data_file(out_file)`` when they pass ``threshold`` bytes."""
+    import onnx
+
+    data_file(out_file).unlink(missing_ok=True)  # onnx appends to an existing data file
+    if weight_bytes(model) <= threshold:
+        onnx.save(model, str(out_file))
+        return
+    location = data_file(out_file).name
+    onnx.save_model(model, str(out_file), save_as_external_data=True, all_tensors_to_one_file=True, location=location)
 
 
 def export_plain(model_dir: Path, out_file: Path, allow_pickle: bool) -> None:
@@ -20,8 +45,10 @@ def export_plain(model_dir: Path, out_file: Path, allow_pickle: bool) -> None:
     from transformers.utils import logging as hf_logging
 
     hf_logging.set_verbosity_error()  # the unused pooler weights are expected: sentence-transformers skips them
+    # With allow_pickle, safetensors still come first; pytorch_model.bin is read only when they are absent.
+    safetensors = None if allow_pickle else True
     model = BertModel.from_pretrained(
-        str(model_dir), use_safetensors=not allow_pickle, attn_implementation="eager", add_pooling_layer=False
+        str(model_dir), use_safetensors=safetensors, attn_implementation="eager", add_pooling_layer=False
     ).eval()
 
     class LastHiddenState(torch.nn.Module):
@@ -52,7 +79,9 @@ def export_plain(model_dir: Path, out_file: Path, allow_pickle: bool) -> None:
         )
 
 
-def write_fp32(plain: Path, out_file: Path, num_heads: int, hidden_size: int) -> str:
+def write_fp32(
+    plain: Path, out_file: Path, num_heads: int, hidden_size: int, threshold: int = EXTERNAL_DATA_THRESHOLD
+) -> str:
     """Write the graph for the CPU: Attention and BiasGelu fused by onnxruntime's transformer optimizer.
 
     The SkipLayerNormalization and EmbedLayerNormalization fusions are left out: onnxruntime's CPU kernels for
@@ -62,20 +91,23 @@ def write_fp32(plain: Path, out_file: Path, num_heads: int, hidden_size: int) ->
     options = _fusion_options()
     options.enable_skip_layer_norm = False
     options.enable_embed_layer_norm = False
-    return _fuse(plain, out_file, num_heads, hidden_size, options)
+    return _fuse(plain, out_file, num_heads, hidden_size, options, threshold)
 
 
-def write_fp16(plain: Path, out_file: Path, num_heads: int, hidden_size: int) -> str:
+def write_fp16(
+    plain: Path, out_file: Path, num_heads: int, hidden_size: int, threshold: int = EXTERNAL_DATA_THRESHOLD
+) -> str:
     """Write the graph for CUDA: every BERT fusion, then fp16 weights and activations, float32 inputs and outputs."""
     import onnx
     from onnxruntime.transformers.onnx_model import OnnxModel
 
     fused = out_file.with_suffix(".fused.onnx")
-    recipe = _fuse(plain, fused, num_heads, hidden_size, _fusion_options())
+    recipe = _fuse(plain, fused, num_heads, hidden_size, _fusion_options(), threshold)
     model = OnnxModel(onnx.load(str(fused)))
     fused.unlink()
+    data_file(fused).unlink(missing_ok=True)
     model.convert_float_to_float16(keep_io_types=True)
-    model.save_model_to_file(str(out_file))
+    model.save_model_to_file(str(out_file), use_external_data_format=weight_bytes(model.model) > threshold)
     return recipe + "; converted to fp16 (float32 inputs/outputs)"
 
 
@@ -87,7 +119,7 @@ def _fusion_options() -> Any:
     return FusionOptions("bert")
 
 
-def _fuse(plain: Path, out_file: Path, num_heads: int, hidden_size: int, options: Any) -> str:
+def _fuse(plain: Path, out_file: Path, num_heads: int, hidden_size: int, options: Any, threshold: int) -> str:
     """Run onnxruntime's transformer optimizer with ``options``; return the recipe (the fusions it made)."""
     from onnxruntime.transformers import optimizer
 
@@ -99,7 +131,7 @@ def _fuse(plain: Path, out_file: Path, num_heads: int, hidden_size: int, options
         opt_level=1,
         optimization_options=options,
     )
-    model.save_model_to_file(str(out_file))
+    model.save_model_to_file(str(out_file), use_external_data_format=weight_bytes(model.model) > threshold)
     return "onnxruntime transformers optimizer (bert): " + _fusions(model.get_fused_operator_statistics())
 
 

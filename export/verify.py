@@ -72,6 +72,17 @@ class VerifyReport:
         return "\n".join(lines)
 
 
+def _recorded_source(manifest: Manifest, root: Path) -> Path:
+    """The source model the manifest names: its directory, or its hub id at the exported commit."""
+    from embedrt.export.source import resolve_source
+
+    if "hub_id" in manifest.source:
+        return resolve_source(manifest.source["hub_id"], manifest.source.get("commit")).path
+    if "path" not in manifest.source:
+        raise ValueError(f"{root / MANIFEST_NAME} names no source model; pass --source DIR")
+    return Path(manifest.source["path"])
+
+
 def verify(model_dir: str | Path, sts_file: str | Path | None = None, source: str | Path | None = None) -> VerifyReport:
     """Embed the STS sentences with every exported variant and with sentence-transformers on the CPU."""
     from sentence_transformers import SentenceTransformer
@@ -82,7 +93,7 @@ def verify(model_dir: str | Path, sts_file: str | Path | None = None, source: st
     manifest = Manifest.from_file(root / MANIFEST_NAME)
     pairs = StsPairs.from_file(Path(sts_file) if sts_file is not None else DEFAULT_STS)
     sentences = pairs.sentences
-    reference_dir = Path(source) if source is not None else Path(manifest.source["path"])
+    reference_dir = Path(source) if source is not None else _recorded_source(manifest, root)
     if not reference_dir.is_dir():
         raise FileNotFoundError(
             f"the source model {reference_dir} recorded in {root / MANIFEST_NAME} is gone; pass --source DIR"

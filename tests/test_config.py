@@ -77,9 +77,18 @@ def test_bad_pooling_mode_names_value_options_and_file(tmp_path):
 def test_unsupported_module_is_refused(tiny_model_dir, tmp_path):
     model_dir = clone_dir(tiny_model_dir, tmp_path / "m")
     modules = json.loads((model_dir / "modules.json").read_text())
-    modules.append({"idx": 3, "name": "3", "path": "3_Dense", "type": "sentence_transformers.models.Dense"})
-    (model_dir / "modules.json").write_text(json.dumps(modules))
-    with pytest.raises(ValueError, match=r"modules\.json.*Dense.*Transformer, Pooling, Normalize"):
+    lstm = {"idx": 3, "name": "3", "path": "3_LSTM", "type": "sentence_transformers.models.LSTM"}
+    (model_dir / "modules.json").write_text(json.dumps([*modules, lstm]))
+    with pytest.raises(ValueError, match=r"modules\.json.*LSTM.*Transformer, Pooling, Dense, Normalize"):
+        ModelConfig.from_dir(model_dir)
+    # Dense after Normalize is not a pipeline sentence-transformers models have.
+    dense = {"idx": 3, "name": "3", "path": "3_Dense", "type": "sentence_transformers.models.Dense"}
+    (model_dir / "modules.json").write_text(json.dumps([*modules, dense]))
+    with pytest.raises(
+        ValueError,
+        match=r"expected Transformer -> Pooling \[-> Dense \.\.\.\] \[-> Normalize\], found "
+        r"Transformer -> Pooling -> Normalize -> Dense",
+    ):
         ModelConfig.from_dir(model_dir)
 
 

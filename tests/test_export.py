@@ -119,7 +119,7 @@ def test_non_bert_model_is_refused(tiny_model_dir, tmp_path):
 def test_bad_variants_and_source(tmp_path, tiny_model_dir):
     with pytest.raises(ValueError, match=r"unknown variant 'int4'"):
         export(tiny_model_dir, tmp_path / "out", variants="fp32,int4", progress=False)
-    with pytest.raises(FileNotFoundError, match="not a sentence-transformers model directory"):
+    with pytest.raises(FileNotFoundError, match="no such model directory"):
         export(tmp_path / "missing", tmp_path / "out", progress=False)
 
 

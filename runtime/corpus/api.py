@@ -116,7 +116,7 @@ def embed_corpus(
         raise FileNotFoundError(f"{manifest_path} not found: {model} is not an embedrt export")
     model_file = checked_path(model, Manifest.from_file(manifest_path).info(chosen_variant, model))
     model_sha256 = sha256_file(model_file)
-    dimension = ModelConfig.from_dir(model).pooling.output_dimension
+    dimension = ModelConfig.from_dir(model).dimension
     source = Path(input).resolve()
     plan = plan_input(source, text_column, id_column, block_rows)
     out = Path(output).resolve()

@@ -1,0 +1,63 @@
+"""The weights the exporter reads: the Transformer's (and its architecture) and the Dense modules'."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from embedrt.config import read_json, require
+
+SAFE_WEIGHTS = "model.safetensors"
+PICKLE_WEIGHTS = "pytorch_model.bin"
+
+
+def check_bert(transformer_dir: Path, allow_pickle: bool) -> dict[str, int]:
+    """Refuse what this exporter cannot convert; return the BERT sizes the graph optimizer needs.
+
+    ``transformer_dir`` is the Transformer module's directory: the model root, or ``0_Transformer/`` in models
+    saved by older sentence-transformers versions.
+    """
+    config_path = transformer_dir / "config.json"
+    hf_config = read_json(config_path)
+    if hf_config.get("model_type") != "bert":
+        raise ValueError(
+            f"{config_path}: model_type {hf_config.get('model_type')!r} is not supported; "
+            "embedrt exports BertModel transformers (model_type 'bert')"
+        )
+    _weights(transformer_dir, allow_pickle, sharded=True)
+    return {
+        "num_heads": require(hf_config, "num_attention_heads", config_path, int),
+        "hidden_size": require(hf_config, "hidden_size", config_path, int),
+    }
+
+
+def _weights(directory: Path, allow_pickle: bool, sharded: bool = False) -> Path:
+    """The module's weight file: safetensors, or pickle only when allowed (pickle can run code when loaded)."""
+    safe = directory / SAFE_WEIGHTS
+    if safe.is_file() or (sharded and (directory / f"{SAFE_WEIGHTS}.index.json").is_file()):
+        return safe
+    pickle = directory / PICKLE_WEIGHTS
+    if not pickle.is_file():
+        raise FileNotFoundError(f"{directory} has neither {SAFE_WEIGHTS} nor {PICKLE_WEIGHTS}")
+    if not allow_pickle:
+        raise ValueError(
+            f"{directory} has only pickle weights ({PICKLE_WEIGHTS}), which can run code when loaded; "
+            "convert them to safetensors or pass allow_pickle=True (--allow-pickle) if you trust the source"
+        )
+    return pickle
+
+
+def write_dense_weights(module_dir: Path, out_file: Path, allow_pickle: bool) -> None:
+    """Write a Dense module's ``linear.weight`` / ``linear.bias`` as float32 safetensors, whatever the source had."""
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    source = _weights(module_dir, allow_pickle)
+    if source.name == SAFE_WEIGHTS:
+        tensors = load_file(str(source))
+    else:  # weights_only refuses pickled objects other than tensors, even behind --allow-pickle
+        tensors = torch.load(str(source), map_location="cpu", weights_only=True)
+    wanted = {k: v for k, v in tensors.items() if k in ("linear.weight", "linear.bias")}
+    if "linear.weight" not in wanted:
+        raise ValueError(f"{source}: no 'linear.weight' tensor (has {sorted(tensors)})")
+    out_file.parent.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.detach().to(torch.float32).contiguous() for k, v in wanted.items()}, str(out_file))

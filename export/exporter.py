@@ -2,53 +2,80 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import shutil
 import sys
 import tempfile
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
-from embedrt.config import TRANSFORMER_CONFIG_NAMES, ModelConfig, ModuleKind
-from embedrt.dense import WEIGHTS_NAME as DENSE_WEIGHTS
+from embedrt.export.cross_encoder import read_cross_encoder
+from embedrt.export.embedding import EmbeddingModel
 from embedrt.export.int8 import OPSET as INT8_OPSET
-from embedrt.export.int8 import calibrate, calibration_texts, write_int8
-from embedrt.export.layout import check_bert, write_dense_weights
+from embedrt.export.int8 import calibrate, write_int8
+from embedrt.export.layout import check_bert
 from embedrt.export.onnx_files import (
     EXTERNAL_DATA_THRESHOLD,
     INPUT_NAMES,
     OPSET,
-    OUTPUT_NAME,
     data_file,
     export_plain,
     write_fp16,
     write_fp32,
 )
-from embedrt.export.parity import CHECK_SENTENCES, TOLERANCE, compare
 from embedrt.export.source import resolve_source
-from embedrt.manifest import FORMAT_VERSION, MANIFEST_NAME, FileDigest, Manifest, Variant, VariantInfo, sha256_file
+from embedrt.int8_kernel import Int8Check
+from embedrt.manifest import (
+    FORMAT_VERSION,
+    MANIFEST_NAME,
+    CrossEncoderInfo,
+    FileDigest,
+    Manifest,
+    ModelKind,
+    Variant,
+    VariantInfo,
+    sha256_file,
+)
 from embedrt.version import embedrt_version
 
 DEFAULT_VARIANTS = (Variant.FP32, Variant.FP16, Variant.INT8)
-# The model root's pipeline files, and the Transformer module's (in the root, or in 0_Transformer/ in older
-# models): what defines tokenization and the pipeline. Transformer weights are never copied.
-ROOT_FILES = ("modules.json", "config_sentence_transformers.json")
-TRANSFORMER_FILES = (
-    *TRANSFORMER_CONFIG_NAMES,
-    "config.json",
-    "tokenizer.json",
-    "tokenizer_config.json",
-    "special_tokens_map.json",
-    "vocab.txt",
-)
 
 
 class ParityError(RuntimeError):
     """An exported variant disagrees with the PyTorch reference beyond its tolerance."""
+
+
+class ExportedModel(Protocol):
+    """What differs between exporting an embedding model (embedding.py) and a cross-encoder (cross_encoder.py)."""
+
+    cross_encoder: CrossEncoderInfo | None
+    output_name: str  # the graph's output: last_hidden_state or logits
+    graph_head: str  # what the progress line calls the exported graph
+
+    @property
+    def kind(self) -> ModelKind: ...  # noqa: D102
+
+    @property
+    def transformer_dir(self) -> Path: ...  # noqa: D102
+
+    def copy_files(self, out_dir: Path, allow_pickle: bool) -> dict[str, FileDigest]: ...  # noqa: D102
+
+    def reference(self) -> np.ndarray: ...  # noqa: D102
+
+    def calibration(self, path: Path | None) -> tuple[Sequence[Any], str]: ...  # noqa: D102
+
+    def feeds(self, out_dir: Path, items: Sequence[Any]) -> Iterable[dict[str, np.ndarray]]: ...  # noqa: D102
+
+    def measure(  # noqa: D102
+        self, out_dir: Path, session: Any, variant: Variant, int8: Int8Check | None, reference: np.ndarray
+    ) -> tuple[dict[str, float | int | str], str | None]: ...
+
+    def summary(self, figures: dict[str, Any]) -> str: ...  # noqa: D102
 
 
 def export(
@@ -86,27 +113,24 @@ def export(
     """
     chosen = _parse_variants(variants)
     resolved = resolve_source(src, revision, allow_pickle)
-    source = resolved.path
-    config = ModelConfig.from_dir(source)
-    transformer_dir = source / config.transformer_dir
-    sizes = check_bert(transformer_dir, allow_pickle)
+    model = _read_model(resolved.path)
+    sizes = check_bert(model.transformer_dir, allow_pickle)
     # Read before the long steps so that a bad calibration file fails at once.
-    calibration_set = calibration_texts(Path(calibration) if calibration is not None else None)
+    calibration_set = model.calibration(Path(calibration) if calibration is not None else None)
     out_dir = Path(out) if out is not None else Path("models") / resolved.name
     steps = _Steps(3 + len(chosen), progress)
 
     with steps("copy tokenizer, config files and Dense weights"):
-        files = _copy_configs(source, out_dir, config, allow_pickle)
-    with steps("load the PyTorch reference and embed the check sentences"):
-        reference = _reference_embeddings(source, config)
-    manifest = Manifest(
-        FORMAT_VERSION, _source_info(resolved.info, resolved.name, out_dir), {}, embedrt_version(), files
-    )
+        files = model.copy_files(out_dir, allow_pickle)
+    with steps("load the PyTorch reference and run it on the check inputs"):
+        reference = model.reference()
+    source_info = _source_info(resolved.info, resolved.name, out_dir)
+    manifest = Manifest(FORMAT_VERSION, source_info, {}, embedrt_version(), files, model.kind, model.cross_encoder)
     threshold = external_data_threshold
     with tempfile.TemporaryDirectory() as tmp:
         plain, fused = Path(tmp) / "plain.onnx", Path(tmp) / "fused" / Variant.FP32.file_name
-        with steps("export the BertModel to ONNX and fuse the graph"):
-            export_plain(transformer_dir, plain, allow_pickle)
+        with steps(f"export {model.graph_head} to ONNX and fuse the graph"):
+            export_plain(model.transformer_dir, plain, allow_pickle, model.output_name)
             fused_recipe = write_fp32(plain, fused, **sizes, threshold=threshold)
         for variant in chosen:
             with steps(f"write and check {variant.file_name}"):
@@ -116,15 +140,20 @@ def export(
                 elif variant is Variant.FP16:
                     recipe = write_fp16(plain, candidate, **sizes, threshold=threshold)
                 else:
-                    texts, origin = calibration_set
-                    ranges = calibrate(plain, texts, origin, out_dir, config.max_seq_length)
+                    items, origin = calibration_set
+                    ranges = calibrate(plain, model.feeds(out_dir, items), len(items), origin)
                     recipe = write_int8(plain, candidate, ranges, sizes["num_heads"], threshold=threshold)
-                figures = _checked(manifest, out_dir, candidate, variant, reference)
+                figures = _checked(manifest, out_dir, candidate, variant, model, reference)
                 # Only a file that passed reaches the export directory and the manifest.
                 _move_variant(candidate, out_dir / variant.file_name)
-                manifest = _record(manifest, out_dir, variant, recipe, figures)
-                steps.note(_summary(variant, figures))
+                manifest = _record(manifest, out_dir, variant, recipe, figures, model.output_name)
+                steps.note(_summary(variant, figures, model))
     return out_dir
+
+
+def _read_model(source: Path) -> ExportedModel:
+    """The cross-encoder or the embedding model in ``source``, with its configuration read and checked."""
+    return read_cross_encoder(source) or EmbeddingModel.read(source)
 
 
 def _move_variant(candidate: Path, target: Path) -> None:
@@ -146,7 +175,12 @@ def _parse_variants(variants: Iterable[str | Variant]) -> list[Variant]:
 
 
 def _record(
-    manifest: Manifest, out_dir: Path, variant: Variant, recipe: str, parity: dict[str, float | int | str]
+    manifest: Manifest,
+    out_dir: Path,
+    variant: Variant,
+    recipe: str,
+    parity: dict[str, float | int | str],
+    output_name: str,
 ) -> Manifest:
     """Add or replace a variant's entry and rewrite manifest.json."""
     path = out_dir / variant.file_name
@@ -157,28 +191,22 @@ def _record(
         size_bytes=path.stat().st_size,
         opset=INT8_OPSET if variant is Variant.INT8 else OPSET,
         inputs=INPUT_NAMES,
-        outputs=(OUTPUT_NAME,),
+        outputs=(output_name,),
         recipe=recipe,
         parity=parity,
         external_data={data.name: FileDigest.of(data)} if data.is_file() else {},
     )
-    updated = Manifest(
-        manifest.format_version,
-        manifest.source,
-        {**manifest.variants, variant: info},
-        manifest.embedrt_version,
-        manifest.files,
-    )
+    updated = dataclasses.replace(manifest, variants={**manifest.variants, variant: info})
     updated.write(out_dir / MANIFEST_NAME)
     return updated
 
 
 def _checked(
-    manifest: Manifest, out_dir: Path, candidate: Path, variant: Variant, reference: np.ndarray
+    manifest: Manifest, out_dir: Path, candidate: Path, variant: Variant, model: ExportedModel, reference: np.ndarray
 ) -> dict[str, float | int | str]:
     """Parity figures of ``candidate``; when it fails, a file of this variant left by an earlier export goes too."""
     try:
-        return _check(out_dir, candidate, variant, reference)
+        return _check(out_dir, candidate, variant, model, reference)
     except BaseException:
         (out_dir / variant.file_name).unlink(missing_ok=True)
         data_file(out_dir / variant.file_name).unlink(missing_ok=True)
@@ -186,13 +214,14 @@ def _checked(
         raise
 
 
-def _check(out_dir: Path, candidate: Path, variant: Variant, reference: np.ndarray) -> dict[str, float | int | str]:
-    """Embed the check sentences with the candidate file on the CPU and compare with PyTorch."""
-    from embedrt import Encoder
+def _check(
+    out_dir: Path, candidate: Path, variant: Variant, model: ExportedModel, reference: np.ndarray
+) -> dict[str, float | int | str]:
+    """Run the check inputs through the candidate file on the CPU and compare with PyTorch."""
     from embedrt.int8_kernel import check_int8_kernel
     from embedrt.session import Device, UnsupportedOnDevice, create_session
 
-    # int8 is checked on the path Encoder.load takes on this CPU, so a saturating kernel never fails (or passes) it.
+    # int8 is checked on the path load() takes on this CPU, so a saturating kernel never fails (or passes) it.
     int8 = check_int8_kernel() if variant is Variant.INT8 else None
     try:
         session = create_session(candidate, Device.CPU, None, int8.session_config if int8 else None)
@@ -200,57 +229,10 @@ def _check(out_dir: Path, candidate: Path, variant: Variant, reference: np.ndarr
         if variant is Variant.FP16:  # some onnxruntime CPU builds lack fp16 kernels; the file is for CUDA
             return {"skipped": str(exc)}
         raise
-    encoder = Encoder.from_session(out_dir, session, variant, Device.CPU, int8_check=int8)
-    figures = compare(reference, encoder.encode(list(CHECK_SENTENCES)))
-    if not figures.within(variant):
-        min_cos, max_abs = TOLERANCE[variant]
-        raise ParityError(
-            f"{out_dir / variant.file_name} disagrees with the PyTorch reference: min cosine "
-            f"{figures.min_cosine:.6f} (need >= {min_cos}), max abs difference {figures.max_abs_diff:.2e} "
-            f"(need <= {max_abs}) over {figures.n} sentences"
-        )
-    return {**figures.as_dict(), "sentences": "export check set"}
-
-
-def _reference_embeddings(source: Path, config: ModelConfig) -> np.ndarray:
-    from sentence_transformers import SentenceTransformer
-
-    model = SentenceTransformer(str(source), device="cpu")
-    if model.max_seq_length != config.max_seq_length:
-        raise ValueError(
-            f"{source}: sentence-transformers uses max_seq_length {model.max_seq_length}, "
-            f"embedrt resolved {config.max_seq_length}; please report this model's config files"
-        )
-    return np.asarray(model.encode(list(CHECK_SENTENCES), convert_to_numpy=True), dtype=np.float32)
-
-
-def _copy_configs(source: Path, out_dir: Path, config: ModelConfig, allow_pickle: bool) -> dict[str, FileDigest]:
-    """Copy the pipeline's config and tokenizer files, in the source's layout, and the Dense modules' weights.
-
-    Returns the digests of the weight files written, which the manifest lists.
-    """
-    out_dir.mkdir(parents=True, exist_ok=True)
-    _copy_files(source, out_dir, ROOT_FILES)
-    _copy_files(source / config.transformer_dir, out_dir / config.transformer_dir, TRANSFORMER_FILES)
-    files = {}
-    for entry in config.modules.modules:
-        if entry.path and entry.kind is not ModuleKind.TRANSFORMER:
-            target = out_dir / entry.path
-            target.mkdir(parents=True, exist_ok=True)
-            for item in (source / entry.path).glob("*.json"):
-                shutil.copy2(item, target / item.name)
-        if entry.kind is ModuleKind.DENSE:
-            name = f"{entry.path}/{DENSE_WEIGHTS}" if entry.path else DENSE_WEIGHTS
-            write_dense_weights(source / entry.path, out_dir / name, allow_pickle)
-            files[name] = FileDigest.of(out_dir / name)
-    return files
-
-
-def _copy_files(source: Path, target: Path, names: Iterable[str]) -> None:
-    target.mkdir(parents=True, exist_ok=True)
-    for name in names:
-        if (source / name).is_file():
-            shutil.copy2(source / name, target / name)
+    figures, problem = model.measure(out_dir, session, variant, int8, reference)
+    if problem is not None:
+        raise ParityError(f"{out_dir / variant.file_name} disagrees with the PyTorch reference: {problem}")
+    return figures
 
 
 def _source_info(info: dict[str, Any], name: str, out_dir: Path) -> dict[str, Any]:
@@ -261,13 +243,10 @@ def _source_info(info: dict[str, Any], name: str, out_dir: Path) -> dict[str, An
     return {**info, "name": name, "config_sha256": digest.hexdigest()}
 
 
-def _summary(variant: Variant, figures: dict[str, float | int | str]) -> str:
+def _summary(variant: Variant, figures: dict[str, float | int | str], model: ExportedModel) -> str:
     if "skipped" in figures:
         return f"{variant.value}: parity check skipped ({figures['skipped']})"
-    return (
-        f"{variant.value}: min cosine {figures['min_cosine']:.6f}, mean {figures['mean_cosine']:.6f}, "
-        f"max abs diff {figures['max_abs_diff']:.2e} vs PyTorch ({figures['n']} sentences)"
-    )
+    return f"{variant.value}: {model.summary(figures)}"
 
 
 class _Steps:

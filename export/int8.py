@@ -33,7 +33,7 @@ speed); 8-bit MatMulNBits weights with int8 compute (min 0.999, but 594 sentence
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
@@ -104,36 +104,44 @@ class Calibration:
     source: str
 
 
-def calibrate(
-    plain: Path, texts: Sequence[str], source: str, model_dir: Path, max_length: int, batch_size: int = 32
-) -> Calibration:
-    """Run the plain fp32 graph on ``texts`` and record each MatMul input's per-channel max |x|."""
+def calibrate(plain: Path, feeds: Iterable[Mapping[str, np.ndarray]], sentences: int, source: str) -> Calibration:
+    """Run the plain fp32 graph on ``feeds`` and record each MatMul input's per-channel max |x|.
+
+    ``feeds`` are padded batches (input_ids, attention_mask, token_type_ids) of ``sentences`` calibration texts
+    (or text pairs, for a cross-encoder) from ``source``.
+    """
     import onnx
     import onnxruntime as ort
-
-    from embedrt.config import ModelConfig
-    from embedrt.tokenizer import Tokenizer
 
     model = onnx.load(str(plain))
     inputs = _matmul_inputs(model)
     for name in inputs:
         model.graph.output.append(onnx.helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, None))
     session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
-    config = ModelConfig.from_dir(model_dir)
-    tokenizer = Tokenizer.from_dir(model_dir / config.transformer_dir, do_lower_case=config.transformer.do_lower_case)
-    feeds = {i.name for i in session.get_inputs()}
+    wanted = {i.name for i in session.get_inputs()}
     absmax = {name: np.zeros(0, np.float32) for name in inputs}
     tokens = 0
-    for start in range(0, len(texts), batch_size):
-        ids, mask = tokenizer(texts[start : start + batch_size], max_length)
-        feed = {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
-        outputs = session.run(inputs, {k: v for k, v in feed.items() if k in feeds})
-        real = mask.astype(bool)
+    for feed in feeds:
+        outputs = session.run(inputs, {k: v for k, v in feed.items() if k in wanted})
+        real = feed["attention_mask"].astype(bool)
         tokens += int(real.sum())
         for name, value in zip(inputs, outputs, strict=True):
-            batch_max = np.abs(value[real]).max(axis=0)
+            # Token-level inputs are (batch, seq, channels); the classifier head's read one vector per row.
+            batch_max = np.abs(value[real] if value.ndim == 3 else value).max(axis=0)
             absmax[name] = batch_max if absmax[name].size == 0 else np.maximum(absmax[name], batch_max)
-    return Calibration(absmax, len(texts), tokens, source)
+    return Calibration(absmax, sentences, tokens, source)
+
+
+def text_feeds(
+    tokenizer: Callable[[Sequence[str], int], tuple[np.ndarray, np.ndarray]],
+    texts: Sequence[str],
+    max_length: int,
+    batch_size: int = 32,
+) -> Iterator[dict[str, np.ndarray]]:
+    """Padded batches of single texts, as an embedding model reads them."""
+    for start in range(0, len(texts), batch_size):
+        ids, mask = tokenizer(texts[start : start + batch_size], max_length)
+        yield {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
 
 
 def write_int8(

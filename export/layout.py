@@ -1,13 +1,34 @@
-"""The weights the exporter reads: the Transformer's (and its architecture) and the Dense modules'."""
+"""What the exporter reads and copies: the Transformer's architecture and weights, Dense weights, config files."""
 
 from __future__ import annotations
 
+import shutil
+from collections.abc import Iterable
 from pathlib import Path
 
-from embedrt.config import read_json, require
+from embedrt.config import TRANSFORMER_CONFIG_NAMES, read_json, require
 
 SAFE_WEIGHTS = "model.safetensors"
 PICKLE_WEIGHTS = "pytorch_model.bin"
+# The model root's pipeline files, and the Transformer module's (in the root, or in 0_Transformer/ in older
+# models): what defines tokenization and the pipeline. Transformer weights are never copied.
+ROOT_FILES = ("modules.json", "config_sentence_transformers.json")
+TRANSFORMER_FILES = (
+    *TRANSFORMER_CONFIG_NAMES,
+    "config.json",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "vocab.txt",
+)
+
+
+def copy_files(source: Path, target: Path, names: Iterable[str]) -> None:
+    """Copy those of ``names`` that exist in ``source`` into ``target``."""
+    target.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        if (source / name).is_file():
+            shutil.copy2(source / name, target / name)
 
 
 def check_bert(transformer_dir: Path, allow_pickle: bool) -> dict[str, int]:

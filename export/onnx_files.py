@@ -10,6 +10,7 @@ from embedrt.session import import_onnxruntime
 
 INPUT_NAMES = ("input_ids", "attention_mask", "token_type_ids")
 OUTPUT_NAME = "last_hidden_state"
+LOGITS = "logits"
 OPSET = 17
 # protobuf cannot hold a message of 2 GiB or more: past this many bytes of weights, a variant's tensors go to
 # "<file>.data" beside it (ONNX external data), and the manifest lists and hashes that file too.
@@ -38,20 +39,25 @@ def save_onnx(model: Any, out_file: Path, threshold: int = EXTERNAL_DATA_THRESHO
     onnx.save_model(model, str(out_file), save_as_external_data=True, all_tensors_to_one_file=True, location=location)
 
 
-def export_plain(model_dir: Path, out_file: Path, allow_pickle: bool) -> None:
-    """Trace the BertModel (eager attention, which the fusion patterns expect) into ONNX."""
+def export_plain(model_dir: Path, out_file: Path, allow_pickle: bool, output: str = OUTPUT_NAME) -> None:
+    """Trace the BERT (eager attention, which the fusion patterns expect) into ONNX.
+
+    ``output`` is ``last_hidden_state`` (a BertModel's token embeddings) or ``logits`` (a
+    BertForSequenceClassification's scores, pooler and classifier included: a cross-encoder).
+    """
     import torch
-    from transformers import BertModel
+    from transformers import BertForSequenceClassification, BertModel
     from transformers.utils import logging as hf_logging
 
     hf_logging.set_verbosity_error()  # the unused pooler weights are expected: sentence-transformers skips them
     # With allow_pickle, safetensors still come first; pytorch_model.bin is read only when they are absent.
-    safetensors = None if allow_pickle else True
-    model = BertModel.from_pretrained(
-        str(model_dir), use_safetensors=safetensors, attn_implementation="eager", add_pooling_layer=False
-    ).eval()
+    kwargs = {"use_safetensors": None if allow_pickle else True, "attn_implementation": "eager"}
+    if output == LOGITS:
+        model = BertForSequenceClassification.from_pretrained(str(model_dir), **kwargs).eval()
+    else:
+        model = BertModel.from_pretrained(str(model_dir), add_pooling_layer=False, **kwargs).eval()
 
-    class LastHiddenState(torch.nn.Module):
+    class Output(torch.nn.Module):
         def __init__(self, bert: torch.nn.Module) -> None:
             super().__init__()
             self.bert = bert
@@ -59,20 +65,20 @@ def export_plain(model_dir: Path, out_file: Path, allow_pickle: bool) -> None:
         def forward(
             self, input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids: torch.Tensor
         ) -> torch.Tensor:
-            return self.bert(
-                input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids
-            ).last_hidden_state
+            out = self.bert(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids)
+            return getattr(out, output)
 
     dummy = torch.ones((2, 8), dtype=torch.long)
-    axes = {name: {0: "batch", 1: "sequence"} for name in (*INPUT_NAMES, OUTPUT_NAME)}
+    axes = {name: {0: "batch", 1: "sequence"} for name in INPUT_NAMES}
+    axes[output] = {0: "batch"} if output == LOGITS else {0: "batch", 1: "sequence"}
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.onnx.export(
-            LastHiddenState(model),
+            Output(model),
             (dummy, dummy, torch.zeros_like(dummy)),
             str(out_file),
             input_names=list(INPUT_NAMES),
-            output_names=[OUTPUT_NAME],
+            output_names=[output],
             dynamic_axes=axes,
             opset_version=OPSET,
             dynamo=False,

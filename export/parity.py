@@ -88,6 +88,28 @@ def compare(reference: np.ndarray, candidate: np.ndarray) -> ParityFigures:
 
 
 @dataclass(frozen=True)
+class ScoreFigures:
+    """How close candidate scores (a cross-encoder's logits) are to the reference's."""
+
+    n: int
+    max_abs_diff: float
+    spearman: float
+
+    def as_dict(self) -> dict[str, float | int]:
+        """JSON-ready, rounded for reading."""
+        return {k: (round(v, 7) if isinstance(v, float) else v) for k, v in asdict(self).items()}
+
+
+def compare_scores(reference: np.ndarray, candidate: np.ndarray) -> ScoreFigures:
+    """Score figures of ``candidate`` against ``reference`` (same shape), over all values."""
+    if reference.shape != candidate.shape:
+        raise ValueError(f"shape mismatch: reference {reference.shape}, candidate {candidate.shape}")
+    a, b = reference.astype(np.float64).ravel(), candidate.astype(np.float64).ravel()
+    spearman = _spearman(a, b) if len(a) > 1 and a.std() > 0 and b.std() > 0 else 1.0
+    return ScoreFigures(len(reference), float(np.abs(a - b).max(initial=0.0)), spearman)
+
+
+@dataclass(frozen=True)
 class StsPairs:
     """The STS benchmark: sentence pairs with gold scores (0-5)."""
 

@@ -317,7 +317,7 @@ class DenseConfig:
             in_features=positive_int(f"{path}: in_features", require(data, "in_features", path, int)),
             out_features=positive_int(f"{path}: out_features", require(data, "out_features", path, int)),
             bias=bool(data.get("bias", True)),
-            activation=_activation(data.get("activation_function"), path),
+            activation=parse_activation(data.get("activation_function"), path),
         )
 
     @classmethod
@@ -326,10 +326,13 @@ class DenseConfig:
         return cls.from_dict(read_json(path), path)
 
 
-def _activation(name: object, path: Path) -> Activation:
-    """The Activation for a ``torch.nn`` class path; absent means Tanh, Dense's default."""
+def parse_activation(name: object, path: Path | str, default: Activation = Activation.TANH) -> Activation:
+    """The Activation for a ``torch.nn`` class path (``torch.nn.modules.activation.Tanh``); None means ``default``.
+
+    ``path`` names the file in errors.
+    """
     if name is None:
-        return Activation.TANH
+        return default
     options = ", ".join(f"torch.nn.{a.value}" for a in Activation)
     if not isinstance(name, str) or not name.startswith("torch."):
         # sentence-transformers would fall back to Tanh with a warning; a silent change of function is refused here.

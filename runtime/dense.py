@@ -97,6 +97,15 @@ _ACTIVATIONS: dict[Activation, Callable[[np.ndarray], np.ndarray]] = {
 }
 
 
+def activate(x: np.ndarray, activation: Activation) -> np.ndarray:
+    """``activation`` applied to float32 ``x``, as float32."""
+    if activation is Activation.IDENTITY:
+        return x
+    if activation is Activation.GELU:  # the erf approximation wants float64's headroom
+        return _ACTIVATIONS[Activation.GELU](x.astype(np.float64)).astype(np.float32)
+    return _ACTIVATIONS[activation](x).astype(np.float32, copy=False)
+
+
 @dataclass(frozen=True)
 class DenseLayer:
     """One Dense module's weights (out, in), bias and activation."""
@@ -121,11 +130,7 @@ class DenseLayer:
         y = x @ self.weight.T
         if self.bias is not None:
             y += self.bias
-        if self.activation is Activation.IDENTITY:
-            return y
-        if self.activation is Activation.GELU:  # the erf approximation wants float64's headroom
-            return _ACTIVATIONS[Activation.GELU](y.astype(np.float64)).astype(np.float32)
-        return _ACTIVATIONS[self.activation](y)
+        return activate(y, self.activation)
 
 
 def _tensor(tensors: dict[str, np.ndarray], name: str, shape: tuple[int, ...], path: Path) -> np.ndarray:

@@ -13,20 +13,13 @@ import numpy as np
 from embedrt import pooling
 from embedrt.config import ModelConfig, ModuleKind, positive_int
 from embedrt.dense import DenseLayer, load_dense
-from embedrt.int8_kernel import Int8Check, check_file, check_int8_kernel
-from embedrt.manifest import (
-    MANIFEST_NAME,
-    Manifest,
-    Variant,
-    VariantInfo,
-    check_digest,
-    check_listed_file,
-    checked_path,
-)
+from embedrt.int8_kernel import Int8Check
+from embedrt.loading import open_variant
+from embedrt.manifest import ModelKind, Variant
 from embedrt.pooling import exclude_prompt, normalize, pool
 from embedrt.precision import Precision, quantize
 from embedrt.progress import Progress
-from embedrt.session import Device, create_session, resolve_device
+from embedrt.session import Device
 from embedrt.similarity import SIMILARITY
 from embedrt.tokenizer import Tokenizer, check_texts
 
@@ -104,25 +97,16 @@ class Encoder:
 
         """
         root = Path(model_dir)
-        manifest_path = root / MANIFEST_NAME
-        if not manifest_path.is_file():
-            raise FileNotFoundError(
-                f"{manifest_path} not found: {root} is not an embedrt export; create one with `embedrt export`"
-            )
-        resolved = resolve_device(Device.parse(device))
-        chosen = Variant.parse(variant) if variant is not None else default_variant(resolved)
-        manifest = Manifest.from_file(manifest_path)
-        info = manifest.info(chosen, root)
-        config = ModelConfig.from_dir(root)  # config errors surface before the session's cost
-        for name, digest in manifest.files.items():  # Dense weights, read by from_session
-            check_listed_file(root / name, digest)
-        path = checked_path(root, info)
-        int8 = check_int8_kernel() if chosen is Variant.INT8 else None  # UnsafeInt8Kernel: refused, never degraded
-        if int8:
-            check_file(int8, info.recipe, path)
-        session = _verified_session(path, info, resolved, threads, int8.session_config if int8 else {})
+        opened = open_variant(root, ModelKind.EMBEDDING, variant, device, threads, lambda _: ModelConfig.from_dir(root))
         return cls.from_session(
-            root, session, chosen, resolved, max_batch_tokens, workers, config=config, int8_check=int8
+            root,
+            opened.session,
+            opened.variant,
+            opened.device,
+            max_batch_tokens,
+            workers,
+            config=opened.configs,
+            int8_check=opened.int8_check,
         )
 
     @classmethod
@@ -384,29 +368,3 @@ class Encoder:
         ):
             raise ValueError(f"truncate_dim must be an integer in [1, {self.dimension}], got {truncate_dim!r}")
         return truncate_dim
-
-
-def _verified_session(
-    path: Path, info: VariantInfo, device: Device, threads: int | None, config: dict[str, str]
-) -> Any:
-    """A session of ``path``, returned only once the file's sha256 matches the manifest.
-
-    The hash (0.07 s for the 90 MB fp32 file) runs on a second thread while onnxruntime builds the session
-    (0.1 s): fp32's cold start fell by about 0.06 s. A session of a file that fails the check is never used.
-    """
-    from concurrent.futures import ThreadPoolExecutor
-
-    with ThreadPoolExecutor(1, thread_name_prefix="embedrt-sha256") as hasher:
-        digest = hasher.submit(check_digest, path, info)
-        try:
-            session = create_session(path, device, threads, config)
-        except Exception:
-            digest.result()  # a corrupted file is reported as a hash mismatch, never as "cannot run here"
-            raise
-        digest.result()
-    return session
-
-
-def default_variant(device: Device) -> Variant:
-    """The variant ``Encoder.load`` picks when none is given: fp16 on CUDA, fp32 on the CPU."""
-    return Variant.FP16 if device is Device.CUDA else Variant.FP32

@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from embedrt.config import Choice, read_json, require
+from embedrt.config import Activation, Choice, read_json, require
 
 MANIFEST_NAME = "manifest.json"
 FORMAT_VERSION = 1
@@ -25,6 +25,41 @@ class Variant(Choice):
     def file_name(self) -> str:
         """File name of this variant inside an export directory."""
         return f"model.{self.value}.onnx"
+
+
+class ModelKind(Choice):
+    """What an export holds: a sentence embedding model or a cross-encoder (reranker)."""
+
+    EMBEDDING = "embedding"
+    CROSS_ENCODER = "cross-encoder"
+
+
+# The class that runs each kind, for the error that names the right one.
+_RUNNER = {ModelKind.EMBEDDING: "embedrt.Encoder", ModelKind.CROSS_ENCODER: "embedrt.Reranker"}
+
+
+@dataclass(frozen=True)
+class CrossEncoderInfo:
+    """A cross-encoder's score convention: its labels, the activation ``predict`` applies, the pair token limit."""
+
+    num_labels: int
+    activation: Activation
+    max_length: int
+
+    @classmethod
+    def from_dict(cls, data: Any, source: str | Path) -> CrossEncoderInfo:
+        """Build from manifest.json's ``cross_encoder`` object; ``source`` names it in errors."""
+        activation = require(data, "activation", source, str)
+        try:
+            parsed = Activation(activation)
+        except ValueError:
+            options = ", ".join(a.value for a in Activation)
+            raise ValueError(f"{source}: unknown activation {activation!r}; expected one of {options}") from None
+        return cls(require(data, "num_labels", source, int), parsed, require(data, "max_length", source, int))
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return {"num_labels": self.num_labels, "activation": self.activation.value, "max_length": self.max_length}
 
 
 @dataclass(frozen=True)
@@ -91,6 +126,8 @@ class Manifest:
     embedrt_version: str = ""
     files: dict[str, FileDigest] = field(default_factory=dict)
     """Files every variant needs (Dense weights), by path relative to the export directory."""
+    kind: ModelKind = ModelKind.EMBEDDING  # type: ignore[assignment]  # (mypy reads embedrt imports as Any)
+    cross_encoder: CrossEncoderInfo | None = None
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], path: Path) -> Manifest:
@@ -104,7 +141,19 @@ class Manifest:
             for k in entries
         }
         files = _digests(data.get("files", {}), f"{path}: files")
-        return cls(version, dict(data.get("source", {})), variants, str(data.get("embedrt_version", "")), files)
+        kind = ModelKind.parse(data.get("kind", "embedding"))
+        cross = data.get("cross_encoder")
+        if (kind is ModelKind.CROSS_ENCODER) != (cross is not None):
+            raise ValueError(f"{path}: 'cross_encoder' settings go with kind 'cross-encoder' and only with it")
+        return cls(
+            version,
+            dict(data.get("source", {})),
+            variants,
+            str(data.get("embedrt_version", "")),
+            files,
+            kind,
+            CrossEncoderInfo.from_dict(cross, f"{path}: cross_encoder") if cross is not None else None,
+        )
 
     @classmethod
     def from_file(cls, path: Path) -> Manifest:
@@ -116,10 +165,20 @@ class Manifest:
         return {
             "format_version": self.format_version,
             "embedrt_version": self.embedrt_version,
+            "kind": self.kind.value,
+            **({"cross_encoder": self.cross_encoder.to_dict()} if self.cross_encoder else {}),
             "source": self.source,
             "files": {k: asdict(v) for k, v in self.files.items()},
             "variants": {k.value: asdict(v) for k, v in self.variants.items()},
         }
+
+    def require_kind(self, kind: ModelKind, model_dir: Path) -> None:
+        """Raise a ValueError, naming the class to use instead, unless this export holds a model of ``kind``."""
+        if self.kind is not kind:
+            raise ValueError(
+                f"{model_dir} holds a {self.kind.value} model, not a {kind.value} model: "
+                f"load it with {_RUNNER[self.kind]}.load"
+            )
 
     def write(self, path: Path) -> None:
         """Write as indented JSON."""

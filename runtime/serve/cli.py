@@ -10,7 +10,8 @@ from pathlib import Path
 
 from embedrt.config import positive_int
 from embedrt.cpus import usable_cpus
-from embedrt.encoder import DEFAULT_MAX_BATCH_TOKENS, default_variant
+from embedrt.encoder import DEFAULT_MAX_BATCH_TOKENS
+from embedrt.loading import default_variant
 from embedrt.manifest import Variant
 from embedrt.serve.config import (
     DEFAULT_BODY_TIMEOUT_S,

@@ -1,0 +1,207 @@
+"""The cross-encoder entry point: (query, document) pairs in, scores out, as sentence-transformers' CrossEncoder."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from embedrt.config import Activation, parse_activation, positive_int
+from embedrt.dense import activate
+from embedrt.int8_kernel import Int8Check
+from embedrt.loading import open_variant
+from embedrt.manifest import CrossEncoderInfo, Manifest, ModelKind, Variant
+from embedrt.pairs import check_pairs, encode_pairs, pad_pairs
+from embedrt.progress import Progress
+from embedrt.session import Device
+from embedrt.tokenizer import Tokenizer, check_texts
+
+
+class Reranker:
+    """A cross-encoder exported by ``embedrt export``, run with onnxruntime.
+
+    Like an Encoder, one Reranker may be shared by many threads.
+    """
+
+    def __init__(
+        self,
+        model_dir: Path,
+        info: CrossEncoderInfo,
+        tokenizer: Tokenizer,
+        session: Any,
+        variant: Variant,
+        device: Device,
+        int8_check: Int8Check | None = None,
+    ) -> None:
+        self.model_dir = model_dir
+        self.cross_encoder = info
+        self.tokenizer = tokenizer
+        self.variant = variant
+        self.device = device
+        self.int8_check = int8_check
+        self._session = session
+        self._input_names = {i.name for i in session.get_inputs()}
+        self._output_name = session.get_outputs()[0].name
+
+    @classmethod
+    def load(
+        cls,
+        model_dir: str | Path,
+        variant: str | Variant | None = None,
+        device: str | Device = "cpu",
+        threads: int | None = None,
+    ) -> Reranker:
+        """Load a cross-encoder export: ``variant`` fp32, fp16 or int8 (None: fp16 on CUDA, fp32 on the CPU)."""
+        root = Path(model_dir)
+        opened = open_variant(root, ModelKind.CROSS_ENCODER, variant, device, threads, _cross_encoder_info)
+        return cls.from_session(
+            root, opened.session, opened.variant, opened.device, info=opened.configs, int8_check=opened.int8_check
+        )
+
+    @classmethod
+    def from_session(
+        cls,
+        model_dir: str | Path,
+        session: Any,
+        variant: str | Variant,
+        device: str | Device = "cpu",
+        *,
+        info: CrossEncoderInfo,
+        int8_check: Int8Check | None = None,
+    ) -> Reranker:
+        """A Reranker around a session built by the caller (the export's check); ``load`` is the way to run one."""
+        root = Path(model_dir)
+        tokenizer = Tokenizer.from_dir(root)
+        return cls(root, info, tokenizer, session, Variant.parse(variant), Device.parse(device), int8_check)
+
+    @property
+    def num_labels(self) -> int:
+        """Scores per pair: 1 for a relevance model."""
+        return self.cross_encoder.num_labels
+
+    @property
+    def max_length(self) -> int:
+        """Most tokens per pair, [CLS] and both [SEP] included; longer pairs are cut longest first."""
+        return self.cross_encoder.max_length
+
+    @property
+    def activation(self) -> Activation:
+        """What ``predict`` applies to the logits by default (the model's configured activation)."""
+        return self.cross_encoder.activation
+
+    def info(self) -> dict[str, Any]:
+        """What runs: kind, labels, activation, variant, device, providers and, for int8, the kernel probe."""
+        return {
+            "kind": ModelKind.CROSS_ENCODER.value,
+            "num_labels": self.num_labels,
+            "activation": self.activation.value,
+            "max_length": self.max_length,
+            "variant": self.variant.value,
+            "device": self.device.value,
+            "providers": list(self._session.get_providers()),
+            "int8_kernel": self.int8_check.as_dict() if self.int8_check else None,
+        }
+
+    def tokenize(self, pairs: Sequence[Sequence[str]]) -> dict[str, np.ndarray]:
+        """input_ids, attention_mask and token_type_ids of the pairs (int64), padded, cut to ``max_length``."""
+        rows, starts = encode_pairs(self.tokenizer, check_pairs(pairs), self.max_length)
+        return pad_pairs(self.tokenizer.pad_id, rows, starts)
+
+    def logits(
+        self, pairs: Sequence[Sequence[str]], batch_size: int = 32, show_progress_bar: bool = False
+    ) -> np.ndarray:
+        """The raw scores, (n, num_labels) float32, in input order."""
+        checked = check_pairs(pairs)
+        positive_int("batch_size", batch_size)
+        rows, starts = encode_pairs(self.tokenizer, checked, self.max_length)
+        out = np.empty((len(rows), self.num_labels), dtype=np.float32)
+        order = np.argsort([-len(r) for r in rows], kind="stable")  # similar lengths together: less padding
+        bar = Progress("rerank", len(rows), enabled=show_progress_bar)
+        for start in range(0, len(rows), batch_size):
+            index = order[start : start + batch_size]
+            feeds = pad_pairs(self.tokenizer.pad_id, [rows[i] for i in index], [starts[i] for i in index])
+            feeds = {k: v for k, v in feeds.items() if k in self._input_names}
+            (out[index],) = self._session.run([self._output_name], feeds)
+            bar.update(len(index))
+        return out
+
+    def predict(
+        self,
+        pairs: Sequence[Sequence[str]] | Sequence[str],
+        batch_size: int = 32,
+        show_progress_bar: bool = False,
+        activation: str | Activation | None = None,
+        apply_softmax: bool = False,
+    ) -> np.ndarray | np.float32:
+        """Score pairs as ``CrossEncoder.predict`` does.
+
+        Args:
+            pairs: a list of (text, text) pairs, or one pair (then the result is one score, or one row).
+            batch_size: most pairs per onnxruntime call.
+            show_progress_bar: print progress on stderr.
+            activation: a ``torch.nn`` activation name (Identity for the raw logits, Sigmoid, Tanh, ...);
+                None applies the model's own (its configured one; else Sigmoid for one label, Identity for more).
+            apply_softmax: with more than one label, a softmax over each row after the activation.
+
+        Returns:
+            (n,) float32 for a one-label model, else (n, num_labels).
+
+        """
+        single = len(pairs) > 0 and isinstance(pairs[0], str)
+        batch = [pairs] if single else pairs
+        chosen = self.activation if activation is None else _parse_activation(activation)
+        scores = self.logits(batch, batch_size, show_progress_bar)  # type: ignore[arg-type]
+        scores = activate(scores, chosen)
+        if apply_softmax and self.num_labels > 1:
+            shifted = np.exp(scores - scores.max(axis=1, keepdims=True))
+            scores = (shifted / shifted.sum(axis=1, keepdims=True)).astype(np.float32)
+        if self.num_labels == 1:
+            scores = scores[:, 0]
+        return scores[0] if single else scores
+
+    def rank(
+        self,
+        query: str,
+        documents: Sequence[str],
+        top_k: int | None = None,
+        return_documents: bool = False,
+        batch_size: int = 32,
+        activation: str | Activation | None = None,
+    ) -> list[dict[str, Any]]:
+        """Documents by score, highest first, as ``CrossEncoder.rank``: ``{"corpus_id", "score"[, "text"]}``.
+
+        Ties keep the documents' order. Only for one-label models, as in sentence-transformers.
+        """
+        if self.num_labels != 1:
+            raise ValueError(f"rank() needs a model with one label; this one has {self.num_labels}: use predict()")
+        check_texts([query])
+        check_texts(documents)
+        if top_k is not None and (not isinstance(top_k, int) or isinstance(top_k, bool) or top_k < 0):
+            raise ValueError(f"top_k must be None or an integer >= 0, got {top_k!r}")
+        scores = np.asarray(self.predict([(query, d) for d in documents], batch_size, activation=activation))
+        order = np.argsort(-np.asarray(scores), kind="stable")[:top_k]
+        results = []
+        for i in order:
+            item: dict[str, Any] = {"corpus_id": int(i), "score": float(scores[i])}
+            if return_documents:
+                item["text"] = documents[i]
+            results.append(item)
+        return results
+
+
+def _cross_encoder_info(manifest: Manifest) -> CrossEncoderInfo:
+    assert manifest.cross_encoder is not None  # read_manifest checked the kind, and from_dict the pair
+    return manifest.cross_encoder
+
+
+def _parse_activation(value: str | Activation) -> Activation:
+    """An Activation from its name (``Sigmoid``) or its torch.nn class path."""
+    if isinstance(value, str) and value.startswith("torch."):
+        return parse_activation(value, "activation")
+    try:
+        return Activation(value)
+    except ValueError:
+        options = ", ".join(a.value for a in Activation)
+        raise ValueError(f"unknown activation {value!r}; expected one of {options}") from None

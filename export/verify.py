@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from embedrt.export.parity import STS_DIR, TOLERANCE, ParityFigures, StsPairs, compare
-from embedrt.manifest import MANIFEST_NAME, Manifest, Variant
+from embedrt.manifest import MANIFEST_NAME, Manifest, ModelKind, Variant
 from embedrt.session import UnsupportedOnDevice
 
 DEFAULT_STS = STS_DIR / "sts-test.csv"
@@ -91,6 +91,7 @@ def verify(model_dir: str | Path, sts_file: str | Path | None = None, source: st
 
     root = Path(model_dir)
     manifest = Manifest.from_file(root / MANIFEST_NAME)
+    manifest.require_kind(ModelKind.EMBEDDING, root)  # a cross-encoder's scores are checked at export only
     pairs = StsPairs.from_file(Path(sts_file) if sts_file is not None else DEFAULT_STS)
     sentences = pairs.sentences
     reference_dir = Path(source) if source is not None else _recorded_source(manifest, root)

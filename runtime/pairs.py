@@ -69,16 +69,27 @@ def encode_pairs(
     tokenizer: PairTokenizer, pairs: Sequence[tuple[str, str]], max_length: int
 ) -> tuple[list[list[int]], list[int]]:
     """Each pair's ids, unpadded, and where its second segment starts (token type 1 from there on)."""
+    rows, starts, _ = encode_pairs_truncated(tokenizer, pairs, max_length)
+    return rows, starts
+
+
+def encode_pairs_truncated(
+    tokenizer: PairTokenizer, pairs: Sequence[tuple[str, str]], max_length: int
+) -> tuple[list[list[int]], list[int], list[bool]]:
+    """``encode_pairs``, and per pair whether its texts had more tokens than fit (so it was cut)."""
     if max_length < _SPECIAL_TOKENS:
         raise TokenizerError(f"max_length must be >= {_SPECIAL_TOKENS} for pairs, got {max_length}")
-    rows, starts = [], []
+    rows, starts, truncated = [], [], []
     cls_id, sep_id = tokenizer.cls_id, tokenizer.sep_id
+    ids: dict[str, list[int]] = {}  # a query shared by many pairs is tokenized once
     for first, second in pairs:
-        a, b = tokenizer.tokenize_ids(first), tokenizer.tokenize_ids(second)
+        a = ids[first] if first in ids else ids.setdefault(first, tokenizer.tokenize_ids(first))
+        b = tokenizer.tokenize_ids(second)
         n1, n2 = pair_lengths(len(a), len(b), max_length - _SPECIAL_TOKENS)
         rows.append([cls_id, *a[:n1], sep_id, *b[:n2], sep_id])
         starts.append(n1 + 2)
-    return rows, starts
+        truncated.append(n1 + n2 < len(a) + len(b))
+    return rows, starts, truncated
 
 
 def pad_pairs(pad_id: int, rows: Sequence[Sequence[int]], starts: Sequence[int]) -> dict[str, np.ndarray]:

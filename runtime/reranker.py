@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -13,10 +14,19 @@ from embedrt.dense import activate
 from embedrt.int8_kernel import Int8Check
 from embedrt.loading import open_variant
 from embedrt.manifest import CrossEncoderInfo, Manifest, ModelKind, Variant
-from embedrt.pairs import check_pairs, encode_pairs, pad_pairs
+from embedrt.pairs import check_pairs, encode_pairs, encode_pairs_truncated, pad_pairs
 from embedrt.progress import Progress
 from embedrt.session import Device
 from embedrt.tokenizer import Tokenizer, check_texts
+
+
+@dataclass(frozen=True)
+class Scored:
+    """What ``Reranker.score`` returns: the logits, and what each pair cost, from one tokenization."""
+
+    logits: np.ndarray  # (n, num_labels) float32, in input order
+    tokens: list[int]  # tokens each pair ran with: [CLS] and both [SEP] included, after truncation
+    truncated: list[bool]  # whether the pair had more tokens than max_length
 
 
 class Reranker:
@@ -113,9 +123,13 @@ class Reranker:
         self, pairs: Sequence[Sequence[str]], batch_size: int = 32, show_progress_bar: bool = False
     ) -> np.ndarray:
         """The raw scores, (n, num_labels) float32, in input order."""
+        return self.score(pairs, batch_size, show_progress_bar).logits
+
+    def score(self, pairs: Sequence[Sequence[str]], batch_size: int = 32, show_progress_bar: bool = False) -> Scored:
+        """Logits plus each pair's token count and truncation, from one tokenization: what a server needs."""
         checked = check_pairs(pairs)
         positive_int("batch_size", batch_size)
-        rows, starts = encode_pairs(self.tokenizer, checked, self.max_length)
+        rows, starts, truncated = encode_pairs_truncated(self.tokenizer, checked, self.max_length)
         out = np.empty((len(rows), self.num_labels), dtype=np.float32)
         order = np.argsort([-len(r) for r in rows], kind="stable")  # similar lengths together: less padding
         bar = Progress("rerank", len(rows), enabled=show_progress_bar)
@@ -125,7 +139,7 @@ class Reranker:
             feeds = {k: v for k, v in feeds.items() if k in self._input_names}
             (out[index],) = self._session.run([self._output_name], feeds)
             bar.update(len(index))
-        return out
+        return Scored(out, [len(r) for r in rows], truncated)
 
     def predict(
         self,

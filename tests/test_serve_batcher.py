@@ -1,4 +1,5 @@
-"""The batcher in-process with the real tiny Encoder: slices, round robin, top-up, budgets, failures.
+"""The batcher in-process with the real tiny Encoder (and a compute function over pairs): slices, round robin,
+top-up, budgets, failures.
 
 The model is held with a gate (a threading.Event), so the tests order events without sleeping on timings.
 """
@@ -6,13 +7,14 @@ The model is held with a gate (a threading.Event), so the tests order events wit
 from __future__ import annotations
 
 import asyncio
+import functools
 import threading
 
 import numpy as np
 import pytest
 
 from embedrt import Encoder
-from embedrt.serve.batcher import CYCLE_INPUTS, FAILED_CYCLES_UNHEALTHY, SLICE, Batcher, Kind
+from embedrt.serve.batcher import CYCLE_INPUTS, FAILED_CYCLES_UNHEALTHY, SLICE, Batcher, Kind, Rows
 from embedrt.serve.errors import ApiError
 
 
@@ -235,3 +237,58 @@ def test_failing_cycles_fail_their_requests_and_then_health(model):
     errors, unhealthy, healthy_again = asyncio.run(run())
     assert all("the model failed" in str(e) for e in errors)
     assert unhealthy and healthy_again
+
+
+class PairModel:
+    """A compute function over (query, document) pairs, as a cross-encoder's: one value per pair, held at a gate."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[list, object]] = []
+        self.gate = threading.Event()
+        self.gate.set()
+        self.entered = threading.Semaphore(0)
+
+    def __call__(self, pairs, kind):
+        self.calls.append((list(pairs), kind))
+        self.entered.release()
+        self.gate.wait(30)
+        values = np.array([[float(len(a) * 1000 + len(b))] for a, b in pairs], dtype=np.float32)
+        return Rows(values, [len(a) + len(b) + 3 for a, b in pairs], [len(b) > 50 for _, b in pairs])
+
+
+def test_a_compute_function_over_pairs_shares_the_queue_and_its_budgets():
+    from embedrt.serve.rerank import pair_sizes, pair_too_long
+
+    model = PairModel()
+    query = "q" * 10
+    documents = [f"document {i}" for i in range(40)]
+    pairs = [(query, d) for d in documents]
+
+    async def run():
+        batcher = await _started(Batcher(model, max_queue=100, max_wait_ms=0))
+        model.gate.clear()
+        first = asyncio.ensure_future(batcher.run([("a", "b")], "rerank"))
+        await asyncio.get_running_loop().run_in_executor(None, model.entered.acquire)
+        queued = asyncio.ensure_future(batcher.run(pairs, "rerank", None, pair_sizes(query, documents)))
+        default = asyncio.ensure_future(batcher.run([("ab", "cde")], "rerank"))
+        await asyncio.sleep(0)
+        held = (batcher.queued_inputs, batcher.queued_bytes)
+        model.gate.set()
+        results = await asyncio.gather(first, queued, default)
+        with pytest.raises(ApiError) as too_long:
+            await batcher.run(
+                [("q", "short"), ("q", "x" * 60)], "rerank", functools.partial(pair_too_long, "texts", 64)
+            )
+        with pytest.raises(TypeError, match="built from an Encoder"):
+            await batcher.embed(["a text"])
+        await batcher.stop()
+        return held, results, too_long.value, (batcher.queued_inputs, batcher.queued_bytes)
+
+    held, (_, rows, default), too_long, after = asyncio.run(run())
+    # the query's characters count once for the request, a default item's are both of its texts'
+    assert held == (41, len(query) + sum(map(len, documents)) + len("abcde")) and after == (0, 0)
+    assert rows.values[:, 0].tolist() == [len(query) * 1000 + len(d) for d in documents]  # in request order
+    assert rows.tokens == [len(query) + len(d) + 3 for d in documents] and default.values.shape == (1, 1)
+    assert all(len(call) <= CYCLE_INPUTS and kind == "rerank" for call, kind in model.calls)
+    assert sum(len(call) for call, _ in model.calls) == 1 + 40 + 1 + 2
+    assert too_long.status == 413 and too_long.param == "texts[1]" and "max_length 64" in too_long.message

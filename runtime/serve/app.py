@@ -1,12 +1,17 @@
-"""The ASGI app: explicit routes around one Encoder and one Batcher, errors as OpenAI-shaped JSON."""
+"""The ASGI app: explicit routes around one model (an Encoder or a Reranker) and one Batcher, errors as JSON.
+
+Every route exists on every server; a route for the other kind of model answers 400 naming the kind served and
+the routes to use, before reading the body (the request is well formed, it was sent to the wrong model).
+"""
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import hmac
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -18,21 +23,39 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from embedrt.encoder import Embedding, Encoder
-from embedrt.serve.batcher import Batcher, Kind
+from embedrt.encoder import Encoder
+from embedrt.manifest import ModelKind
+from embedrt.reranker import Reranker
+from embedrt.serve.batcher import Batcher, Kind, Rows, TooLong, embedding_compute, input_too_long
 from embedrt.serve.config import ServeConfig
 from embedrt.serve.errors import ApiError
 from embedrt.serve.metrics import Metrics
 from embedrt.serve.protocol import (
     EmbedRequest,
+    RerankRequest,
+    cohere_rerank_body,
+    cohere_rerank_request,
     openai_body,
     openai_request,
     parse_body,
     tei_body,
     tei_request,
+    tei_rerank_body,
+    tei_rerank_request,
     tokenize_request,
 )
 from embedrt.serve.request_ids import RequestIds, request_id
+from embedrt.serve.rerank import (
+    RERANK_KIND,
+    check_reranker,
+    pair_sizes,
+    pair_too_long,
+    ranking,
+    relevance,
+    rerank_compute,
+    scores_info,
+    single_token_ids,
+)
 
 log = logging.getLogger("embedrt.serve")
 Handler = Callable[[Request], Awaitable[Response]]
@@ -43,27 +66,36 @@ class _ClientGone(Exception):
     """The client disconnected before its answer was ready."""
 
 
-def create_app(encoder: Encoder, config: ServeConfig, *, workers: int = 1, version: str = "") -> Starlette:
-    """The server for ``encoder``: /v1/embeddings, /embed, /health, /info, /metrics.
+def create_app(model: Encoder | Reranker, config: ServeConfig, *, workers: int = 1, version: str = "") -> Starlette:
+    """The server for ``model``: /v1/embeddings, /embed, /rerank, /v1/rerank, /tokenize, /health, /info, /metrics.
+
+    The embedding routes serve an Encoder, the rerank routes a Reranker; each answers 400 on the other kind.
 
     Args:
-        encoder: the loaded model; its session is shared by every request.
+        model: the loaded model; its session is shared by every request.
         config: limits and identity.
         workers: model cycles run at once, each on its own thread sharing the session.
         version: the embedrt version /info reports.
 
     """
     metrics = Metrics()
+    compute = rerank_compute(model) if isinstance(model, Reranker) else embedding_compute(model)
     batcher = Batcher(
-        encoder, config.max_queue, config.max_wait_ms, workers, metrics.observe_cycle, config.max_queue_bytes
+        compute, config.max_queue, config.max_wait_ms, workers, metrics.observe_cycle, config.max_queue_bytes
     )
     metrics.queue.set_function(lambda: batcher.queued_inputs)
-    server = _Server(encoder, config, batcher, metrics, version)
+    server = _Server(model, config, batcher, metrics, version)
+
+    def warm_up() -> None:
+        if isinstance(model, Reranker):
+            model.logits([("warm-up", "warm-up")])
+        else:
+            model.embed(["warm-up"])
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         # One real forward pass before the port opens: /health never says ok for a model that cannot run.
-        await asyncio.get_running_loop().run_in_executor(None, encoder.embed, ["warm-up"])
+        await asyncio.get_running_loop().run_in_executor(None, warm_up)
         batcher.start()
         yield
         await batcher.stop()  # uvicorn has finished the requests in flight
@@ -72,6 +104,8 @@ def create_app(encoder: Encoder, config: ServeConfig, *, workers: int = 1, versi
         Route("/v1/embeddings", server.endpoint("/v1/embeddings", server.openai), methods=["POST"]),
         Route("/embeddings", server.endpoint("/v1/embeddings", server.openai), methods=["POST"]),
         Route("/embed", server.endpoint("/embed", server.tei), methods=["POST"]),
+        Route("/rerank", server.endpoint("/rerank", server.tei_rerank), methods=["POST"]),
+        Route("/v1/rerank", server.endpoint("/v1/rerank", server.cohere_rerank), methods=["POST"]),
         Route("/v1/models", server.endpoint("/v1/models", server.models), methods=["GET"]),
         Route("/tokenize", server.endpoint("/tokenize", server.tokenize), methods=["POST"]),
         Route("/health", server.endpoint("/health", server.health, auth=False), methods=["GET"]),
@@ -87,9 +121,13 @@ def create_app(encoder: Encoder, config: ServeConfig, *, workers: int = 1, versi
 class _Server:
     """The route handlers and what they share."""
 
-    def __init__(self, encoder: Encoder, config: ServeConfig, batcher: Batcher, metrics: Metrics, version: str) -> None:
-        self.encoder, self.config, self.batcher, self.version = encoder, config, batcher, version
+    def __init__(
+        self, model: Encoder | Reranker, config: ServeConfig, batcher: Batcher, metrics: Metrics, version: str
+    ) -> None:
+        self.model, self.config, self.batcher, self.version = model, config, batcher, version
+        self.kind = ModelKind.CROSS_ENCODER if isinstance(model, Reranker) else ModelKind.EMBEDDING
         self._metrics = metrics
+        self._id_tokens: dict[int, str] | None = None
         self._key = config.api_key.encode() if config.api_key is not None else None
         self.draining = False
 
@@ -122,22 +160,40 @@ class _Server:
 
     async def openai(self, request: Request) -> Response:
         """POST /v1/embeddings."""
-        req = openai_request(await self._json(request), self.config.max_inputs, self.encoder.dimension)
-        if self.config.require_model_name and req.model not in (None, self.config.model_name):
-            raise ApiError(
-                404,
-                f"the model {req.model!r} does not exist; this server serves {self.config.model_name!r}",
-                param="model",
-                code="model_not_found",
-            )
-        embedded = await self._embed(request, req)
+        encoder = self._encoder()
+        req = openai_request(await self._json(request), self.config.max_inputs, encoder.dimension)
+        self._check_model_name(req.model)
+        embedded = await self._embed(request, req, encoder)
         model = req.model or self.config.model_name
-        return _json(openai_body(embedded.vectors, req.encoding_format, model, sum(embedded.tokens)))
+        return _json(openai_body(embedded.values, req.encoding_format, model, sum(embedded.tokens)))
 
     async def tei(self, request: Request) -> Response:
         """POST /embed."""
-        req = tei_request(await self._json(request), self.config.max_inputs, self.encoder.dimension)
-        return _json(tei_body((await self._embed(request, req)).vectors))
+        encoder = self._encoder()
+        req = tei_request(await self._json(request), self.config.max_inputs, encoder.dimension)
+        return _json(tei_body((await self._embed(request, req, encoder)).values))
+
+    async def tei_rerank(self, request: Request) -> Response:
+        """POST /rerank (text-embeddings-inference): ``[{"index", "score", "text"?}]``, best first."""
+        reranker = self._reranker()
+        req = tei_rerank_request(await self._json(request), self.config.max_inputs)
+        scored = await self._rerank(request, req, reranker, "texts")
+        scores = relevance(scored.values, req.raw_scores)
+        texts = req.documents if req.return_documents else None
+        return _json(tei_rerank_body(ranking(scores), scores, texts))
+
+    async def cohere_rerank(self, request: Request) -> Response:
+        """POST /v1/rerank (Cohere, Jina, infinity-emb): ``{"results": [...], "usage": ...}``, best first, top_n."""
+        reranker = self._reranker()
+        req = cohere_rerank_request(await self._json(request), self.config.max_inputs)
+        self._check_model_name(req.model)
+        scored = await self._rerank(request, req, reranker, "documents")
+        scores = relevance(scored.values, req.raw_scores)
+        order = ranking(scores)[: req.top_n]
+        documents = req.documents if req.return_documents else None
+        model = req.model or self.config.model_name
+        rid = request_id(request.scope)
+        return _json(cohere_rerank_body(order, scores, documents, model, sum(scored.tokens), rid))
 
     async def models(self, request: Request) -> Response:
         """GET /v1/models: OpenAI's list, with the one model this server serves."""
@@ -147,9 +203,9 @@ class _Server:
     async def tokenize(self, request: Request) -> Response:
         """POST /tokenize (text-embeddings-inference): each text's tokens as the model sees them, truncated."""
         texts, special = tokenize_request(await self._json(request), self.config.max_inputs)
-        rows = await asyncio.get_running_loop().run_in_executor(None, self.encoder.token_ids, texts, special)
-        tokens = self.encoder.id_tokens
-        special_ids = self.encoder.special_ids
+        rows = await asyncio.get_running_loop().run_in_executor(None, self._token_ids, texts, special)
+        tokens = self._tokens_by_id()
+        special_ids = self.model.tokenizer.special_ids
         body = [
             [
                 {"id": i, "text": tokens.get(i, ""), "special": i in special_ids, "start": None, "stop": None}
@@ -166,17 +222,19 @@ class _Server:
         return _json(b'{"status":"ok"}')
 
     async def info(self, request: Request) -> Response:
-        """GET /info."""
-        enc = self.encoder
-        about = {
-            "model": self.config.model_name,
-            "model_dir": enc.model_dir.name,
-            **enc.info(),
-            "dimension": enc.dimension,
-            "max_seq_length": enc.max_seq_length,
-            "limits": self.config.limits(),
-            "version": self.version,
-        }
+        """GET /info: the model (its kind first), what runs it, the score convention of a reranker, the limits."""
+        model = self.model
+        about: dict[str, Any] = {"model": self.config.model_name, "model_dir": model.model_dir.name}
+        if isinstance(model, Reranker):
+            about |= {**model.info(), "scores": scores_info(model)}  # info() starts with the kind
+        else:
+            about |= {
+                "kind": ModelKind.EMBEDDING.value,
+                **model.info(),
+                "dimension": model.dimension,
+                "max_seq_length": model.max_seq_length,
+            }
+        about |= {"limits": self.config.limits(), "version": self.version}
         return _json(orjson.dumps(about))
 
     async def metrics(self, request: Request) -> Response:
@@ -196,10 +254,72 @@ class _Server:
         body = await _read_body(request, self.config.max_request_bytes, self.config.body_timeout_s, self.batcher)
         return parse_body(body)
 
-    async def _embed(self, request: Request, req: EmbedRequest) -> Embedding:
-        """Queue the texts; drop them when the client disconnects first."""
-        kind = Kind(self._prompt(req.prompt_name), req.normalize, req.dimensions)
-        work = asyncio.ensure_future(self.batcher.embed(req.texts, kind, req.truncate))
+    def _encoder(self) -> Encoder:
+        """The embedding model, or 400 on a reranker server."""
+        if not isinstance(self.model, Encoder):
+            raise ApiError(
+                400,
+                f"this server serves a {self.kind.value} (reranker) model, which does not embed; "
+                "use /rerank or /v1/rerank",
+                code="wrong_model_kind",
+            )
+        return self.model
+
+    def _reranker(self) -> Reranker:
+        """The cross-encoder, or 400 on an embedding server or for a model with more than one label."""
+        if not isinstance(self.model, Reranker):
+            raise ApiError(
+                400,
+                f"this server serves an {self.kind.value} model, which does not rerank; use /v1/embeddings or /embed",
+                code="wrong_model_kind",
+            )
+        check_reranker(self.model)
+        return self.model
+
+    def _check_model_name(self, name: str | None) -> None:
+        if self.config.require_model_name and name not in (None, self.config.model_name):
+            raise ApiError(
+                404,
+                f"the model {name!r} does not exist; this server serves {self.config.model_name!r}",
+                param="model",
+                code="model_not_found",
+            )
+
+    def _token_ids(self, texts: list[str], add_special_tokens: bool) -> list[list[int]]:
+        if isinstance(self.model, Reranker):
+            return single_token_ids(self.model, texts, add_special_tokens)
+        return self.model.token_ids(texts, add_special_tokens)
+
+    def _tokens_by_id(self) -> dict[int, str]:
+        if isinstance(self.model, Encoder):
+            return self.model.id_tokens
+        if self._id_tokens is None:
+            self._id_tokens = self.model.tokenizer.tokens_by_id()
+        return self._id_tokens
+
+    async def _embed(self, request: Request, req: EmbedRequest, encoder: Encoder) -> Rows:
+        """Queue the texts; a text too long for the model is a 413 naming ``inputs[i]`` unless truncation is on."""
+        kind = Kind(self._prompt(req.prompt_name, encoder), req.normalize, req.dimensions)
+        too_long = None if req.truncate else functools.partial(input_too_long, encoder.max_seq_length)
+        return await self._queue(request, req.texts, kind, too_long)
+
+    async def _rerank(self, request: Request, req: RerankRequest, reranker: Reranker, param: str) -> Rows:
+        """Queue the (query, document) pairs; with truncate false, a pair too long is a 413 naming ``param[i]``."""
+        pairs = [(req.query, document) for document in req.documents]
+        too_long = None if req.truncate else functools.partial(pair_too_long, param, reranker.max_length)
+        sizes = pair_sizes(req.query, req.documents)
+        return await self._queue(request, pairs, RERANK_KIND, too_long, sizes)
+
+    async def _queue(
+        self,
+        request: Request,
+        items: Sequence[Any],
+        kind: Hashable,
+        too_long: TooLong | None,
+        sizes: list[int] | None = None,
+    ) -> Rows:
+        """Queue the items; drop them when the client disconnects first."""
+        work = asyncio.ensure_future(self.batcher.run(items, kind, too_long, sizes))
         gone = asyncio.ensure_future(_disconnected(request))
         await asyncio.wait((work, gone), return_when=asyncio.FIRST_COMPLETED)
         if work.done():
@@ -208,9 +328,9 @@ class _Server:
         work.cancel()  # its queued texts are skipped by the batcher
         raise _ClientGone
 
-    def _prompt(self, name: str | None) -> str:
+    def _prompt(self, name: str | None, encoder: Encoder) -> str:
         try:
-            return self.encoder.resolve_prompt(name)
+            return encoder.resolve_prompt(name)
         except ValueError as exc:
             raise ApiError(400, f"'prompt_name': {exc}", param="prompt_name") from None
 

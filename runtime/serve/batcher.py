@@ -1,10 +1,14 @@
-"""Dynamic batching per input: every request's texts in one queue, model cycles formed from slices of them.
+"""Dynamic batching per item: every request's items in one queue, model cycles formed from slices of them.
 
-A request is cut into slices of ``SLICE`` texts. A cycle takes slices round robin over the waiting requests, up
-to ``CYCLE_INPUTS`` texts, and makes one ``Encoder.embed`` call per kind of request (prompt, normalization,
-dimensions) on an executor thread. So a large request uses every idle cycle, and a small one that arrives
-meanwhile gets into the next cycle instead of waiting for the large one to finish. Rows return in each request's
-order once all its slices are done.
+An item is a text (embedding models) or a (query, document) pair (cross-encoders); the Batcher hands lists of
+items to a compute function (``embedding_compute`` or ``embedrt.serve.rerank.rerank_compute``) and never looks
+inside them, except to count their characters toward the queue budget.
+
+A request is cut into slices of ``SLICE`` items. A cycle takes slices round robin over the waiting requests, up
+to ``CYCLE_INPUTS`` items, and makes one compute call per kind of request (prompt, normalization, dimensions) on
+an executor thread. So a large request uses every idle cycle, and a small one that arrives meanwhile gets into
+the next cycle instead of waiting for the large one to finish. Rows return in each request's order once all its
+slices are done.
 
 When the model is idle, a request starts at once. A cycle waits (up to ``max_wait_ms`` from its oldest request)
 for more work only when it is short, its first request queued behind a running cycle, and no other cycle slot
@@ -17,26 +21,41 @@ import asyncio
 import functools
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Hashable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
 from embedrt.encoder import Embedding, Encoder
 from embedrt.serve.errors import ApiError
 
-# Texts per model cycle, which bounds what a small request waits behind large ones. One-sentence p99 beside two
+# Items per model cycle, which bounds what a small request waits behind large ones. One-sentence p99 beside two
 # 1,024-text requests (int8, 2 cycles x 1 thread; one run each): 193 ms with 64, 150 ms with 32, at the same
 # sentences/s in batches of 32 (1,463 and 1,426) and one-sentence requests/s at concurrency 32 (894 and 901).
 CYCLE_INPUTS = 32
-SLICE = 16  # texts a request puts into a cycle before the next waiting request's turn
-# Texts per onnxruntime call inside a cycle. A cycle holds a few requests' texts, not a whole sorted corpus, so
+SLICE = 16  # items a request puts into a cycle before the next waiting request's turn
+# Items per onnxruntime call inside a cycle. A cycle holds a few requests' texts, not a whole sorted corpus, so
 # small batches keep padding low: 32-sentence requests at concurrency 4 (int8, 2 cycles x 1 thread) ran at
 # 1,397-1,459 sentences/s with 32, 1,540 with 16, 1,647-1,675 with 8 and 1,632 with 4 (one run each).
 ENCODE_BATCH_SIZE = 8
 # /health answers 503 after this many model cycles failed in a row.
 FAILED_CYCLES_UNHEALTHY = 3
+
+
+@dataclass(frozen=True)
+class Rows:
+    """What a compute function returns for its items, in their order: one row of values each, tokens, truncation."""
+
+    values: np.ndarray  # (n, width) float32: embeddings, or a cross-encoder's logits
+    tokens: list[int]  # tokens each item ran with, special tokens included, after truncation
+    truncated: list[bool]  # whether the item had more tokens than the model takes (so it was cut)
+
+
+# (items, kind) -> their rows; runs on an executor thread. ``kind`` is the group key the requests were queued with.
+Compute = Callable[[list[Any], Hashable], Rows]
+TooLong = Callable[[int], Exception]  # the error for a request whose item ``index`` was truncated
 
 
 def _ignore(inputs: int, tokens: int) -> None:
@@ -45,30 +64,64 @@ def _ignore(inputs: int, tokens: int) -> None:
 
 @dataclass(frozen=True)
 class Kind:
-    """What a request asks beyond its texts; requests of one kind share an ``Encoder.embed`` call."""
+    """What an embedding request asks beyond its texts; requests of one kind share an ``Encoder.embed`` call."""
 
     prompt: str = ""
     normalize: bool | None = None
     dimensions: int | None = None
 
 
+def embedding_compute(encoder: Encoder) -> Compute:
+    """The compute function of an embedding model: ``Encoder.embed`` with the request kind's options."""
+
+    def compute(texts: list[Any], kind: Hashable) -> Rows:
+        options = kind if isinstance(kind, Kind) else Kind()
+        out = encoder.embed(
+            texts,
+            prompt=options.prompt,
+            normalize=options.normalize,
+            dimensions=options.dimensions,
+            batch_size=ENCODE_BATCH_SIZE,
+        )
+        return Rows(out.vectors, out.tokens, out.truncated)
+
+    return compute
+
+
+def input_too_long(max_seq_length: int, index: int) -> ApiError:
+    """413 for an embedding request's ``inputs[index]``, longer than the model takes, sent with truncate false."""
+    return ApiError(
+        413,
+        f"inputs[{index}] has more than {max_seq_length - 2} tokens besides [CLS] and [SEP] "
+        f"(max_seq_length {max_seq_length}); send it shorter or with truncate true",
+        param=f"inputs[{index}]",
+        code="input_too_long",
+    )
+
+
+def characters(item: Any) -> int:
+    """An item's size toward the queue budget: the characters of its text, or of both texts of a pair."""
+    return len(item) if isinstance(item, str) else sum(len(text) for text in item)
+
+
 @dataclass
 class _Request:
-    texts: list[str]
-    kind: Kind
-    truncate: bool
-    future: asyncio.Future[Embedding]
+    items: Sequence[Any]
+    sizes: list[int]  # each item's share of the queue budget
+    kind: Hashable
+    too_long: TooLong | None  # None: truncated items are fine
+    future: asyncio.Future[Rows]
     behind_a_cycle: bool  # a cycle was running when it arrived: the server is under load
     arrived: float = field(default_factory=time.perf_counter)
-    handed_out: int = 0  # texts given to cycles so far
+    handed_out: int = 0  # items given to cycles so far
     running: int = 0  # slices in cycles that have not finished
-    vectors: np.ndarray | None = None
+    values: np.ndarray | None = None
     tokens: list[int] = field(default_factory=list)
     truncated: list[bool] = field(default_factory=list)
 
     @property
     def complete(self) -> bool:
-        return self.handed_out == len(self.texts) and self.running == 0
+        return self.handed_out == len(self.items) and self.running == 0
 
 
 @dataclass(frozen=True)
@@ -78,29 +131,31 @@ class _Slice:
     end: int
 
     @property
-    def texts(self) -> list[str]:
-        return self.request.texts[self.start : self.end]
+    def items(self) -> Sequence[Any]:
+        return self.request.items[self.start : self.end]
 
 
 class Batcher:
-    """The queue and the task that feeds the model. ``await embed(...)`` from request handlers."""
+    """The queue and the task that feeds the model. ``await run(...)`` (or ``embed``) from request handlers."""
 
     def __init__(
         self,
-        encoder: Encoder,
+        compute: Compute | Encoder,
         max_queue: int,
         max_wait_ms: float,
         workers: int = 1,
         observe: Callable[[int, int], None] | None = None,
         max_queue_bytes: int = 1 << 62,
     ) -> None:
-        self.encoder = encoder
+        """Queue items for ``compute`` (an Encoder stands for its ``embedding_compute``, and enables ``embed``)."""
+        self.encoder = compute if isinstance(compute, Encoder) else None
+        self.compute: Compute = embedding_compute(compute) if isinstance(compute, Encoder) else compute
         self.max_queue = max_queue
         self.max_queue_bytes = max_queue_bytes
         self.max_wait_s = max_wait_ms / 1000.0
         self.workers = workers
         self.queued_inputs = 0
-        self.queued_bytes = 0  # characters of queued texts, plus bodies being read (``reserve``)
+        self.queued_bytes = 0  # characters of queued items, plus bodies being read (``reserve``)
         self.failed_cycles = 0  # in a row
         self._observe = observe if observe is not None else _ignore
         self._requests: deque[_Request] = deque()
@@ -138,23 +193,50 @@ class Batcher:
         """Stop counting ``size`` bytes reserved for a body (read in full, or abandoned)."""
         self.queued_bytes -= size
 
-    async def embed(self, texts: list[str], kind: Kind = Kind(), truncate: bool = True) -> Embedding:
-        """Queue ``texts`` and wait for their vectors; a cancelled wait (client gone) drops what is still queued.
+    async def run(
+        self,
+        items: Sequence[Any],
+        kind: Hashable = Kind(),
+        too_long: TooLong | None = None,
+        sizes: list[int] | None = None,
+    ) -> Rows:
+        """Queue ``items`` and wait for their rows; a cancelled wait (client gone) drops what is still queued.
+
+        Args:
+            items: texts or (query, document) pairs, as the compute function takes them.
+            kind: requests of one kind share compute calls (an embedding request's :class:`Kind`).
+            too_long: None accepts truncated items; else the error for the request when its item ``i`` was
+                truncated (given ``i``).
+            sizes: each item's share of the queue budget (default: its characters, see ``characters``).
 
         Raises:
-            ApiError: 429 when the queue holds too many texts or bytes; 413 when ``truncate`` is false and a text
-                has more tokens than the model takes.
+            ApiError: 429 when the queue holds too many items or bytes; ``too_long``'s error.
 
         """
-        if self.queued_inputs + len(texts) > self.max_queue:
+        if self.queued_inputs + len(items) > self.max_queue:
             raise self._full(f"{self.queued_inputs} inputs queued (limit {self.max_queue})")
-        self.reserve(sum(map(len, texts)))
+        sizes = sizes if sizes is not None else [characters(item) for item in items]
+        self.reserve(sum(sizes))
         loop = asyncio.get_running_loop()
-        request = _Request(texts, kind, truncate, loop.create_future(), self._in_flight > 0)
+        request = _Request(items, sizes, kind, too_long, loop.create_future(), self._in_flight > 0)
         self._requests.append(request)
-        self.queued_inputs += len(texts)
+        self.queued_inputs += len(items)
         self._wakeup.set()
         return await request.future
+
+    async def embed(self, texts: list[str], kind: Kind = Kind(), truncate: bool = True) -> Embedding:
+        """``run`` for a Batcher built from an Encoder: vectors, and a 413 naming ``inputs[i]`` when too long.
+
+        Raises:
+            ApiError: 429 when the queue is full; 413 when ``truncate`` is false and a text has more tokens than
+                the model takes.
+
+        """
+        if self.encoder is None:
+            raise TypeError("Batcher.embed needs a Batcher built from an Encoder; call run()")
+        too_long = None if truncate else functools.partial(input_too_long, self.encoder.max_seq_length)
+        rows = await self.run(texts, kind, too_long)
+        return Embedding(rows.values, rows.tokens, rows.truncated)
 
     @staticmethod
     def _full(what: str) -> ApiError:
@@ -197,50 +279,43 @@ class Batcher:
         return bool(self._requests)
 
     def _unqueue(self, request: _Request) -> None:
-        """Stop counting the texts of ``request`` that no cycle took."""
-        left = len(request.texts) - request.handed_out
-        self.queued_inputs -= left
-        self.release(sum(len(t) for t in request.texts[request.handed_out :]) if left else 0)
-        request.handed_out = len(request.texts)
+        """Stop counting the items of ``request`` that no cycle took."""
+        self.queued_inputs -= len(request.items) - request.handed_out
+        self.release(sum(request.sizes[request.handed_out :]))
+        request.handed_out = len(request.items)
 
     def _take(self, room: int) -> list[_Slice]:
-        """Slices of up to SLICE texts, round robin over the waiting requests, at most ``room`` texts in all."""
+        """Slices of up to SLICE items, round robin over the waiting requests, at most ``room`` items in all."""
         taken: list[_Slice] = []
         while room > 0 and self._live_requests():
             request = self._requests.popleft()
             start = request.handed_out
-            end = start + min(SLICE, len(request.texts) - start, room)
+            end = start + min(SLICE, len(request.items) - start, room)
             taken.append(_Slice(request, start, end))
             request.handed_out, request.running = end, request.running + 1
             self.queued_inputs -= end - start
-            self.release(sum(len(t) for t in request.texts[start:end]))
+            self.release(sum(request.sizes[start:end]))
             room -= end - start
-            if end < len(request.texts):
+            if end < len(request.items):
                 self._requests.append(request)  # back of the line: the other requests' turn first
         return taken
 
-    def _compute(self, slices: list[_Slice]) -> list[Embedding]:
-        """On an executor thread: one ``Encoder.embed`` per kind of request, split back into slices."""
-        done: dict[int, Embedding] = {}
+    def _compute(self, slices: list[_Slice]) -> list[Rows]:
+        """On an executor thread: one compute call per kind of request, split back into slices."""
+        done: dict[int, Rows] = {}
         for kind in dict.fromkeys(s.request.kind for s in slices):
             group = [i for i, s in enumerate(slices) if s.request.kind == kind]
-            texts = [text for i in group for text in slices[i].texts]
-            out = self.encoder.embed(
-                texts,
-                prompt=kind.prompt,
-                normalize=kind.normalize,
-                dimensions=kind.dimensions,
-                batch_size=ENCODE_BATCH_SIZE,
-            )
-            self._observe(len(texts), sum(out.tokens))
+            items = [item for i in group for item in slices[i].items]
+            out = self.compute(items, kind)
+            self._observe(len(items), sum(out.tokens))
             start = 0
             for i in group:
-                end = start + len(slices[i].texts)
-                done[i] = Embedding(out.vectors[start:end], out.tokens[start:end], out.truncated[start:end])
+                end = start + len(slices[i].items)
+                done[i] = Rows(out.values[start:end], out.tokens[start:end], out.truncated[start:end])
                 start = end
         return [done[i] for i in range(len(slices))]
 
-    def _finish(self, slices: list[_Slice], cycle: asyncio.Future[list[Embedding]]) -> None:
+    def _finish(self, slices: list[_Slice], cycle: asyncio.Future[list[Rows]]) -> None:
         self._in_flight -= 1
         self._slots.release()
         error = cycle.exception()
@@ -254,31 +329,20 @@ class Batcher:
                 self._fail(request, error)
                 continue
             result = cycle.result()[i]
-            too_long = next((k for k, cut in enumerate(result.truncated) if cut), None)
-            if not request.truncate and too_long is not None:
-                self._fail(request, _too_long(piece.start + too_long, result.tokens[too_long], self.encoder))
+            cut = next((k for k, truncated in enumerate(result.truncated) if truncated), None)
+            if request.too_long is not None and cut is not None:
+                self._fail(request, request.too_long(piece.start + cut))
                 continue
-            if request.vectors is None:
-                request.vectors = np.empty((len(request.texts), result.vectors.shape[1]), dtype=np.float32)
-                request.tokens = [0] * len(request.texts)
-                request.truncated = [False] * len(request.texts)
-            request.vectors[piece.start : piece.end] = result.vectors
+            if request.values is None:
+                request.values = np.empty((len(request.items), result.values.shape[1]), dtype=np.float32)
+                request.tokens = [0] * len(request.items)
+                request.truncated = [False] * len(request.items)
+            request.values[piece.start : piece.end] = result.values
             request.tokens[piece.start : piece.end] = result.tokens
             request.truncated[piece.start : piece.end] = result.truncated
             if request.complete:
-                request.future.set_result(Embedding(request.vectors, request.tokens, request.truncated))
+                request.future.set_result(Rows(request.values, request.tokens, request.truncated))
 
     def _fail(self, request: _Request, error: BaseException) -> None:
         request.future.set_exception(error)
         self._unqueue(request)  # its slices still queued are dropped
-
-
-def _too_long(index: int, tokens: int, encoder: Encoder) -> ApiError:
-    limit = encoder.max_seq_length
-    return ApiError(
-        413,
-        f"inputs[{index}] has more than {limit - 2} tokens besides [CLS] and [SEP] (max_seq_length {limit}); "
-        "send it shorter or with truncate true",
-        param=f"inputs[{index}]",
-        code="input_too_long",
-    )

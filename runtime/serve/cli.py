@@ -1,4 +1,7 @@
-"""``embedrt serve``: load an export, build the app, run it under uvicorn until SIGTERM or Ctrl-C."""
+"""``embedrt serve``: load an export, build the app, run it under uvicorn until SIGTERM or Ctrl-C.
+
+The export's manifest says what to load: an Encoder for an embedding model, a Reranker for a cross-encoder.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +15,7 @@ from embedrt.config import positive_int
 from embedrt.cpus import usable_cpus
 from embedrt.encoder import DEFAULT_MAX_BATCH_TOKENS
 from embedrt.loading import default_variant
-from embedrt.manifest import Variant
+from embedrt.manifest import MANIFEST_NAME, Manifest, ModelKind, Variant
 from embedrt.serve.config import (
     DEFAULT_BODY_TIMEOUT_S,
     DEFAULT_HEADER_TIMEOUT_S,
@@ -38,10 +41,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     """Register ``embedrt serve``."""
     srv = sub.add_parser(
         "serve",
-        help="serve an exported model over HTTP (OpenAI and text-embeddings-inference APIs)",
+        help="serve an exported model over HTTP (OpenAI, text-embeddings-inference and Cohere-style rerank APIs)",
         description="Serve an export over HTTP: POST /v1/embeddings (OpenAI), POST /embed "
-        "(text-embeddings-inference), GET /health, /info, /metrics (Prometheus). Concurrent requests are "
-        "batched together; SIGTERM finishes the requests in flight, then exits 0.",
+        "(text-embeddings-inference) for an embedding model; POST /rerank (text-embeddings-inference) and "
+        "/v1/rerank (Cohere, infinity-emb) for a cross-encoder; GET /health, /info, /metrics (Prometheus). "
+        "Concurrent requests are batched together; SIGTERM finishes the requests in flight, then exits 0.",
         epilog="Example: embedrt serve models/all-MiniLM-L6-v2 --variant int8 --port 8080 --api-key $KEY",
     )
     srv.add_argument("model_dir", type=Path, help="directory written by `embedrt export`")
@@ -77,7 +81,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--max-batch-tokens",
         type=int,
         default=DEFAULT_MAX_BATCH_TOKENS,
-        help=f"padded tokens per onnxruntime batch (default: {DEFAULT_MAX_BATCH_TOKENS})",
+        help=f"padded tokens per onnxruntime batch of an embedding model (default: {DEFAULT_MAX_BATCH_TOKENS})",
     )
     srv.add_argument(
         "--max-wait-ms",
@@ -107,7 +111,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "drain and exit (rolling deploys: the load balancer stops sending first; default: 0)",
     )
     srv.add_argument(
-        "--max-inputs", type=int, default=DEFAULT_MAX_INPUTS, help=f"texts per request (default: {DEFAULT_MAX_INPUTS})"
+        "--max-inputs",
+        type=int,
+        default=DEFAULT_MAX_INPUTS,
+        help=f"texts (or rerank documents) per request (default: {DEFAULT_MAX_INPUTS})",
     )
     srv.add_argument(
         "--max-request-bytes",
@@ -171,6 +178,7 @@ def run(args: argparse.Namespace) -> int:
     except ImportError:
         raise ImportError("embedrt serve needs the serve extra: pip install 'embedrt[serve]'") from None
     from embedrt.encoder import Encoder
+    from embedrt.reranker import Reranker
     from embedrt.serve.app import create_app
     from embedrt.serve.config import ServeConfig
     from embedrt.serve.http import DelayedExit, protocol_kwargs
@@ -187,13 +195,18 @@ def run(args: argparse.Namespace) -> int:
     positive_int("--workers", workers)
     # int8 on 2 cores: two cycles on one thread each beat one cycle on two threads under load (README, Serve).
     threads = args.threads if args.threads is not None or workers == 1 else 1
-    encoder = Encoder.load(
-        args.model_dir,
-        variant=variant,
-        device=device,
-        threads=threads,
-        max_batch_tokens=args.max_batch_tokens,
-    )
+    kind = model_kind(Path(args.model_dir))
+    model: Encoder | Reranker
+    if kind is ModelKind.CROSS_ENCODER:
+        model = Reranker.load(args.model_dir, variant=variant, device=device, threads=threads)
+    else:
+        model = Encoder.load(
+            args.model_dir,
+            variant=variant,
+            device=device,
+            threads=threads,
+            max_batch_tokens=args.max_batch_tokens,
+        )
     config = ServeConfig(
         model_name=args.model_name or Path(args.model_dir).resolve().name,
         api_key=api_key,
@@ -206,10 +219,10 @@ def run(args: argparse.Namespace) -> int:
         max_wait_ms=args.max_wait_ms,
         body_timeout_s=args.body_timeout,
     )
-    app = create_app(encoder, config, workers=workers, version=embedrt_version())
+    app = create_app(model, config, workers=workers, version=embedrt_version())
     auth = "API key required" if api_key else f"UNAUTHENTICATED (pass --api-key or set {API_KEY_ENV})"
     print(
-        f"embedrt serve: {config.model_name} ({encoder.variant.value}, {encoder.device.value}) on "
+        f"embedrt serve: {config.model_name} ({kind.value}, {model.variant.value}, {model.device.value}) on "
         f"http://{args.host}:{args.port}; {auth}",
         file=sys.stderr,
         flush=True,
@@ -238,6 +251,12 @@ def run(args: argparse.Namespace) -> int:
         signal.signal(signum, lambda signum, frame: None)
     server.run()
     return 0 if server.started else 1
+
+
+def model_kind(model_dir: Path) -> ModelKind:
+    """The kind of model an export holds, from its manifest (embedding when there is none: loading then says why)."""
+    path = model_dir / MANIFEST_NAME
+    return Manifest.from_file(path).kind if path.is_file() else ModelKind.EMBEDDING
 
 
 def _default_workers(device: Device, variant: Variant) -> int:

@@ -10,7 +10,7 @@ _TOKEN_BUCKETS = (16, 64, 256, 512, 1024, 2048, 4096, 8192, 16384, 65536)
 
 
 class Metrics:
-    """Requests by route and status, latency, model cycles, queue depth, inputs and tokens embedded."""
+    """Requests by route and status, latency, model cycles, queue depth, inputs (texts or pairs) and tokens run."""
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
@@ -25,13 +25,15 @@ class Metrics:
             buckets=_LATENCY_BUCKETS,
             registry=r,
         )
-        self.batch_size = Histogram("embedrt_batch_size", "Texts per model cycle", buckets=_SIZE_BUCKETS, registry=r)
+        self.batch_size = Histogram(
+            "embedrt_batch_size", "Texts (or text pairs) per model cycle", buckets=_SIZE_BUCKETS, registry=r
+        )
         self.batch_tokens = Histogram(
             "embedrt_batch_tokens", "Tokens per model cycle", buckets=_TOKEN_BUCKETS, registry=r
         )
-        self.queue = Gauge("embedrt_queue_depth", "Inputs waiting for the model", registry=r)
-        self.inputs = Counter("embedrt_inputs", "Texts embedded", registry=r)
-        self.tokens = Counter("embedrt_tokens", "Tokens embedded", registry=r)
+        self.queue = Gauge("embedrt_queue_depth", "Inputs (texts or text pairs) waiting for the model", registry=r)
+        self.inputs = Counter("embedrt_inputs", "Texts embedded or text pairs scored", registry=r)
+        self.tokens = Counter("embedrt_tokens", "Tokens run through the model", registry=r)
 
     def observe_cycle(self, inputs: int, tokens: int) -> None:
         """Record one model cycle (called from the inference thread; prometheus_client is thread-safe)."""

@@ -1,13 +1,15 @@
-"""Request bodies of the two APIs, checked field by field, and the vectors' JSON forms.
+"""Request bodies of the APIs, checked field by field, and the answers' JSON forms.
 
-``/v1/embeddings`` follows OpenAI's embeddings API as the official client sends it; ``/embed`` follows
-text-embeddings-inference. Every refusal is an :class:`ApiError` naming the field (and the index in a list).
+``/v1/embeddings`` follows OpenAI's embeddings API as the official client sends it; ``/embed`` and ``/rerank``
+follow text-embeddings-inference; ``/v1/rerank`` follows the Cohere-style rerank API as infinity-emb serves it.
+Every refusal is an :class:`ApiError` naming the field (and the index in a list), never quoting a text.
 """
 
 from __future__ import annotations
 
 import base64
 import json
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,6 +42,19 @@ class EmbedRequest:
     truncate: bool = True
     prompt_name: str | None = None
     encoding_format: EncodingFormat | None = None  # None: float
+    model: str | None = None
+
+
+@dataclass(frozen=True)
+class RerankRequest:
+    """What either rerank route asks, after validation: a query, its documents and how to answer."""
+
+    query: str
+    documents: list[str]
+    raw_scores: bool = False  # the logits instead of their sigmoid
+    return_documents: bool = False  # /rerank's return_text, /v1/rerank's return_documents
+    truncate: bool = True  # False: a pair longer than the model takes is a 413
+    top_n: int | None = None  # /v1/rerank: keep the best N
     model: str | None = None
 
 
@@ -91,6 +106,73 @@ def tei_request(data: dict[str, Any], max_inputs: int, dimension: int) -> EmbedR
         truncate=_flag(data, "truncate", True),
         prompt_name=prompt_name,
     )
+
+
+def tei_rerank_request(data: dict[str, Any], max_inputs: int) -> RerankRequest:
+    """Validate a /rerank body (text-embeddings-inference): query, texts, raw_scores, return_text, truncate."""
+    direction = data.get("truncation_direction")
+    if direction is not None and direction not in ("right", "Right"):
+        refusal = "'left' is not supported" if direction in ("left", "Left") else f"found {_describe(direction)}"
+        raise ApiError(
+            400,
+            f"'truncation_direction' must be 'right' (this server keeps the start of each text); {refusal}",
+            param="truncation_direction",
+        )
+    return RerankRequest(
+        query=_query(data),
+        documents=_documents(data, "texts", max_inputs, objects=False),
+        raw_scores=_flag(data, "raw_scores", False),
+        return_documents=_flag(data, "return_text", False),
+        truncate=_flag(data, "truncate", True),  # as /embed: text-embeddings-inference's --auto-truncate default
+    )
+
+
+def cohere_rerank_request(data: dict[str, Any], max_inputs: int) -> RerankRequest:
+    """Validate a /v1/rerank body (Cohere, Jina, infinity-emb): query, documents, top_n, return_documents, model."""
+    model = data.get("model")
+    if model is not None and not isinstance(model, str):
+        raise ApiError(400, f"'model' must be a string, found {_json_type(model)}", param="model")
+    top_n = data.get("top_n")
+    if top_n is not None and (not isinstance(top_n, int) or isinstance(top_n, bool) or top_n < 1):
+        raise ApiError(400, f"'top_n' must be an integer >= 1, found {_describe(top_n)}", param="top_n")
+    return RerankRequest(
+        query=_query(data),
+        documents=_documents(data, "documents", max_inputs, objects=True),
+        raw_scores=_flag(data, "raw_scores", False),
+        return_documents=_flag(data, "return_documents", False),
+        top_n=top_n,
+        model=model,
+    )
+
+
+def tei_rerank_body(order: list[int], scores: np.ndarray, texts: list[str] | None) -> bytes:
+    """The /rerank response: ``[{"index", "text"?, "score"}]`` in ``order``; texts only when asked for."""
+    items = [
+        {"index": i, "text": texts[i], "score": scores[i]} if texts is not None else {"index": i, "score": scores[i]}
+        for i in order
+    ]
+    return orjson.dumps(items, option=orjson.OPT_SERIALIZE_NUMPY)
+
+
+def cohere_rerank_body(
+    order: list[int], scores: np.ndarray, documents: list[str] | None, model: str, tokens: int, request_id: str
+) -> bytes:
+    """The /v1/rerank response, as infinity-emb writes it (``document`` a string, ``usage`` as OpenAI's)."""
+    results = [
+        {"relevance_score": scores[i], "index": i, "document": documents[i]}
+        if documents is not None
+        else {"relevance_score": scores[i], "index": i}
+        for i in order
+    ]
+    body = {
+        "object": "rerank",
+        "id": request_id,
+        "created": int(time.time()),
+        "model": model,
+        "results": results,
+        "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+    }
+    return orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY)
 
 
 def openai_body(vectors: np.ndarray, fmt: EncodingFormat, model: str, tokens: int) -> bytes:
@@ -166,6 +248,48 @@ def _text_list(value: list[Any], param: str) -> list[str]:
     return value
 
 
+def _query(data: dict[str, Any]) -> str:
+    if "query" not in data:
+        raise ApiError(400, "'query' is required: a string", param="query")
+    query = data["query"]
+    if not isinstance(query, str):
+        raise ApiError(400, f"'query' must be a string, found {_json_type(query)}", param="query")
+    try:
+        check_texts([query])
+    except ValueError as exc:  # a lone surrogate: the message names the position, not the text
+        raise ApiError(400, str(exc).replace("texts[0]", "query", 1), param="query") from None
+    return query
+
+
+def _documents(data: dict[str, Any], param: str, max_inputs: int, *, objects: bool) -> list[str]:
+    """A rerank request's list of documents; with ``objects``, a document may also be ``{"text": "..."}``."""
+    expected = 'a list of strings or of {"text": string} objects' if objects else "a list of strings"
+    if param not in data:
+        raise ApiError(400, f"'{param}' is required: {expected}", param=param)
+    value = data[param]
+    if not isinstance(value, list):
+        raise ApiError(400, f"'{param}' must be {expected}, found {_json_type(value)}", param=param)
+    if not value:
+        raise ApiError(400, f"'{param}' must not be an empty list", param=param)
+    if len(value) > max_inputs:
+        raise ApiError(
+            413, f"'{param}' holds {len(value)} texts; at most {max_inputs} per request", param=param, code="too_many"
+        )
+    texts = []
+    for i, item in enumerate(value):
+        text = item.get("text") if objects and isinstance(item, dict) else item
+        if not isinstance(text, str):
+            found = "an object without a string 'text'" if objects and isinstance(item, dict) else _json_type(item)
+            wanted = "a string or an object with a string 'text'" if objects else "a string"
+            raise ApiError(400, f"'{param}[{i}]' is {found}; expected {wanted}", param=f"{param}[{i}]")
+        try:
+            check_texts([text])
+        except ValueError as exc:  # a lone surrogate: the message names the position, not the text
+            raise ApiError(400, str(exc).replace("texts[0]", f"{param}[{i}]", 1), param=f"{param}[{i}]") from None
+        texts.append(text)
+    return texts
+
+
 def _is_token_id(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
@@ -192,6 +316,13 @@ def _flag(data: dict[str, Any], name: str, default: bool) -> bool:
 def _json_type(value: Any) -> str:
     names = {dict: "an object", list: "a list", str: "a string", bool: "a boolean", int: "a number", float: "a number"}
     return "null" if value is None else names.get(type(value), type(value).__name__)
+
+
+def _describe(value: Any) -> str:
+    """A value of a non-text field for an error message: numbers and booleans as they are, else only their type."""
+    if isinstance(value, (bool, int, float)):
+        return _short(value)
+    return _json_type(value)
 
 
 def _short(value: Any) -> str:

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import statistics
 import subprocess
@@ -71,7 +72,8 @@ def train(work: Path, quick: bool) -> Path:
     shutil.copy(packaged / "special_tokens_map.json", base / "special_tokens_map.json")
     model = CrossEncoder(str(base), num_labels=1, max_length=128, device="cpu")
     sts = StsPairs.from_file(STS_DIR / "sts-train.csv")
-    examples = [InputExample(texts=[a, b], label=float(s) / 5.0) for a, b, s in zip(sts.first, sts.second, sts.scores)]
+    rows = zip(sts.first, sts.second, sts.scores, strict=True)
+    examples = [InputExample(texts=[a, b], label=float(s) / 5.0) for a, b, s in rows]
     if quick:
         examples = examples[:256]
     loader = DataLoader(examples, shuffle=True, batch_size=16)
@@ -134,9 +136,7 @@ def requests_of(n: int) -> list[tuple[str, list[str]]]:
     """``n`` rerank requests: an sts-test sentence against 32 other sentences."""
     sts = StsPairs.from_file(STS_DIR / "sts-test.csv")
     docs = list(sts.second)
-    return [
-        (sts.first[i], [docs[(i * 7 + k) % len(docs)] for k in range(DOCS_PER_REQUEST)]) for i in range(n)
-    ]
+    return [(sts.first[i], [docs[(i * 7 + k) % len(docs)] for k in range(DOCS_PER_REQUEST)]) for i in range(n)]
 
 
 def timed(call: Callable[[str, list[str]], object], requests: Sequence[tuple[str, list[str]]]) -> dict[str, float]:
@@ -201,7 +201,7 @@ def http_system(name: str, export_dir: Path, source: Path, args: argparse.Namesp
         cmd += ["--served-model-name", MODEL_NAME, "--engine", "torch", "--device", "cpu", "--batch-size", "32"]
         cmd += ["--host", "127.0.0.1", "--port", str(port)]
     base = f"http://127.0.0.1:{port}"
-    env = {**__import__("os").environ, **OFFLINE_ENV}
+    env = {**os.environ, **OFFLINE_ENV}
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:

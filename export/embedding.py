@@ -86,10 +86,10 @@ class EmbeddingModel:
 
     def feeds(self, out_dir: Path, texts: Sequence[Any]) -> Iterable[dict[str, np.ndarray]]:
         """Padded batches of the calibration texts, tokenized by the export's own tokenizer."""
-        from embedrt.tokenizer import Tokenizer
+        from embedrt.tokenizer import load_tokenizer
 
         config = self.config
-        tokenizer = Tokenizer.from_dir(out_dir / config.transformer_dir, do_lower_case=config.transformer.do_lower_case)
+        tokenizer = load_tokenizer(out_dir / config.transformer_dir, do_lower_case=config.transformer.do_lower_case)
         return text_feeds(tokenizer, texts, config.max_seq_length)
 
     def measure(

@@ -6,7 +6,7 @@ import functools
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -21,7 +21,10 @@ from embedrt.precision import Precision, quantize
 from embedrt.progress import Progress
 from embedrt.session import Device
 from embedrt.similarity import SIMILARITY
-from embedrt.tokenizer import Tokenizer, check_texts
+from embedrt.tokenizer import Tokenizer, check_texts, load_tokenizer
+
+if TYPE_CHECKING:
+    from embedrt.unigram import UnigramTokenizer
 
 # Measured at batch_size 32, 2 threads: 128 passages of 256 tokens ran int8 at 101-103 passages/s with a budget
 # of 512 or 1,024 tokens and fp32 at 49 / 47, against 69 and 38 with no budget; STS sentences ran within 2%
@@ -49,7 +52,7 @@ class Encoder:
         self,
         model_dir: Path,
         config: ModelConfig,
-        tokenizer: Tokenizer,
+        tokenizer: Tokenizer | UnigramTokenizer,
         session: Any,
         variant: Variant,
         device: Device,
@@ -129,7 +132,7 @@ class Encoder:
         """
         root = Path(model_dir)
         config = config if config is not None else ModelConfig.from_dir(root)
-        tokenizer = Tokenizer.from_dir(root / config.transformer_dir, do_lower_case=config.transformer.do_lower_case)
+        tokenizer = load_tokenizer(root / config.transformer_dir, do_lower_case=config.transformer.do_lower_case)
         dense = load_dense(root, config.modules.paths_of(ModuleKind.DENSE), config.dense)
         return cls(
             root,

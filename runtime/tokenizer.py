@@ -33,14 +33,17 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from itertools import chain
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from embedrt import _unicode_tables as _tables
 from embedrt.config import read_json, require
 
-__all__ = ["Tokenizer", "TokenizerConfig", "TokenizerError"]
+if TYPE_CHECKING:
+    from embedrt.unigram import UnigramTokenizer
+
+__all__ = ["BatchEncoder", "Tokenizer", "TokenizerConfig", "TokenizerError", "load_tokenizer"]
 
 Ranges = Sequence[tuple[int, int]]
 
@@ -321,7 +324,83 @@ def read_vocab_txt(path: Path) -> dict[str, int]:
         return {line.rstrip("\n"): i for i, line in enumerate(f)}
 
 
-class Tokenizer:
+class BatchEncoder:
+    """Batching, truncation and padding shared by the tokenizers, as the reference does them.
+
+    A subclass sets ``_prefix_ids`` / ``_suffix_ids`` (the special tokens its post-processor puts around a single
+    text) and ``pad_id``, and gives ``_encode`` (a whole text's ids) and ``_encode_prefix``: the ids of a text's
+    start, at least ``need`` of them.
+    """
+
+    _prefix_ids: tuple[int, ...] = ()
+    _suffix_ids: tuple[int, ...] = ()
+
+    @property
+    def pad_id(self) -> int:
+        """Id used to pad rows to the longest one."""
+        raise NotImplementedError
+
+    def _encode(self, text: str) -> list[int]:
+        raise NotImplementedError
+
+    def _encode_prefix(self, text: str, need: int) -> list[int]:
+        raise NotImplementedError
+
+    def tokenize_ids(self, text: str) -> list[int]:
+        """Token ids of one text, without the special tokens around it and not truncated."""
+        if not isinstance(text, str):
+            raise TypeError(f"text is {type(text).__name__}; expected str")
+        _check_surrogates(text, "text")
+        return self._encode(text)
+
+    def encode_batch(self, texts: Sequence[str], max_length: int) -> list[list[int]]:
+        """Per text: the special tokens around ids[: max_length - their count], unpadded."""
+        return self.encode_batch_truncated(texts, max_length)[0]
+
+    def encode_batch_truncated(self, texts: Sequence[str], max_length: int) -> tuple[list[list[int]], list[bool]]:
+        """``encode_batch``, and per text whether it had more tokens than fit (so it was truncated).
+
+        Only as much of a long text is tokenized as the cut needs (see ``_encode_prefix``): a 3 MB text costs
+        about what its first few thousand characters cost.
+        """
+        prefix, suffix = self._prefix_ids, self._suffix_ids
+        keep = _check_max_length(max_length) - len(prefix) - len(suffix)
+        if keep < 0:
+            raise TokenizerError(
+                f"max_length {max_length} leaves no room for the {len(prefix) + len(suffix)} special tokens"
+            )
+        rows, truncated = [], []
+        for text in check_texts(texts):
+            ids = self._encode_prefix(text, keep + 1)
+            rows.append([*prefix, *ids[:keep], *suffix])
+            truncated.append(len(ids) > keep)
+        return rows, truncated
+
+    def pad(self, rows: Sequence[Sequence[int]]) -> tuple[np.ndarray, np.ndarray]:
+        """(input_ids, attention_mask), int64, (n, longest): rows padded on the right with the pad id."""
+        if len(rows) == 1:  # nothing to pad: the single-text call, where every microsecond shows in latency
+            input_ids = np.array(rows, dtype=np.int64)
+            return input_ids, np.ones_like(input_ids)
+        lengths = np.fromiter((len(r) for r in rows), dtype=np.int64, count=len(rows))
+        width = int(lengths.max()) if len(rows) else 0
+        mask = np.arange(width, dtype=np.int64)[None, :] < lengths[:, None]
+        input_ids = np.full((len(rows), width), self.pad_id, dtype=np.int64)
+        # Boolean assignment fills in row-major order, which is the order of the concatenated rows.
+        input_ids[mask] = np.fromiter(chain.from_iterable(rows), dtype=np.int64, count=int(lengths.sum()))
+        return input_ids, mask.astype(np.int64)
+
+    def __call__(self, texts: Sequence[str], max_length: int) -> tuple[np.ndarray, np.ndarray]:
+        """Return (input_ids, attention_mask) like the reference with padding=True, truncation=longest_first.
+
+        Raises:
+            TypeError: ``texts`` is not a list/tuple of str (the message names the first bad index).
+            TokenizerError: a text holds a lone surrogate, or ``max_length`` < 2.
+
+        """
+        return self.pad(self.encode_batch(texts, max_length))
+
+
+class Tokenizer(BatchEncoder):
     """BERT WordPiece tokenizer with the reference's output for every input it accepts.
 
     Instances are safe to share between threads: the caches only ever hold complete entries.
@@ -336,6 +415,7 @@ class Tokenizer:
         for name in ("unk_token", "cls_token", "sep_token", "pad_token"):
             if getattr(config, name) not in self._ids:
                 raise TokenizerError(f"{name} {getattr(config, name)!r} is not in the vocabulary")
+        self._prefix_ids, self._suffix_ids = (self.cls_id,), (self.sep_id,)
         self._special_re = self._special_pattern(self._added)
         self._cut_at_spaces = not any(" " in token for token in self._added)  # see _encode_prefix
         self._pre_lower = dict(_tables.LOWERCASE) if do_lower_case else None
@@ -357,14 +437,10 @@ class Tokenizer:
         ``do_lower_case`` is sentence_bert_config.json's flag, not the tokenizer's own lowercasing.
         """
         root = Path(model_dir)
-        tok_config = _read_json(root / "tokenizer_config.json")
         path = root / "tokenizer.json"
         if path.is_file():
-            data = read_json(path)
-            config = TokenizerConfig.from_dict(data, source=str(path))
-            config = _apply_tokenizer_config(config, tok_config, _read_json(root / "config.json"))
-            vocab = require(require(data, "model", path, Mapping), "vocab", f"{path}: model", Mapping)
-            return cls(config, vocab, do_lower_case=do_lower_case)
+            return cls._from_tokenizer_json(root, read_json(path), do_lower_case=do_lower_case)
+        tok_config = _read_json(root / "tokenizer_config.json")
         if (root / "vocab.txt").is_file():
             vocab = read_vocab_txt(root / "vocab.txt")
             config = TokenizerConfig.from_tokenizer_config(tok_config, vocab)
@@ -372,6 +448,16 @@ class Tokenizer:
         raise FileNotFoundError(
             f"no tokenizer in {root}: looked for tokenizer.json, then vocab.txt (with tokenizer_config.json)"
         )
+
+    @classmethod
+    def _from_tokenizer_json(cls, root: Path, data: Mapping[str, Any], *, do_lower_case: bool) -> Tokenizer:
+        """Build from ``root``'s tokenizer.json, already parsed into ``data``, and its other tokenizer files."""
+        path = root / "tokenizer.json"
+        config = TokenizerConfig.from_dict(data, source=str(path))
+        tok_config = _read_json(root / "tokenizer_config.json")
+        config = _apply_tokenizer_config(config, tok_config, _read_json(root / "config.json"))
+        vocab = require(require(data, "model", path, Mapping), "vocab", f"{path}: model", Mapping)
+        return cls(config, vocab, do_lower_case=do_lower_case)
 
     @property
     def cls_id(self) -> int:
@@ -406,55 +492,6 @@ class Tokenizer:
     def special_ids(self) -> frozenset[int]:
         """Ids of the special tokens ([CLS], [SEP], [PAD], [UNK] and the added tokens)."""
         return frozenset({self.cls_id, self.sep_id, self.pad_id, self.unk_id, *self._added.values()})
-
-    def tokenize_ids(self, text: str) -> list[int]:
-        """Token ids of one text, without [CLS]/[SEP] and not truncated."""
-        if not isinstance(text, str):
-            raise TypeError(f"text is {type(text).__name__}; expected str")
-        _check_surrogates(text, "text")
-        return self._encode(text)
-
-    def encode_batch(self, texts: Sequence[str], max_length: int) -> list[list[int]]:
-        """Per text: [CLS] + ids[: max_length - 2] + [SEP], unpadded."""
-        return self.encode_batch_truncated(texts, max_length)[0]
-
-    def encode_batch_truncated(self, texts: Sequence[str], max_length: int) -> tuple[list[list[int]], list[bool]]:
-        """``encode_batch``, and per text whether it had more tokens than fit (so it was truncated).
-
-        Only as much of a long text is tokenized as the cut needs (see ``_encode_prefix``): a 3 MB text costs
-        about what its first few thousand characters cost.
-        """
-        keep = _check_max_length(max_length) - 2
-        cls_id, sep_id = self.cls_id, self.sep_id
-        rows, truncated = [], []
-        for text in check_texts(texts):
-            ids = self._encode_prefix(text, keep + 1)
-            rows.append([cls_id, *ids[:keep], sep_id])
-            truncated.append(len(ids) > keep)
-        return rows, truncated
-
-    def pad(self, rows: Sequence[Sequence[int]]) -> tuple[np.ndarray, np.ndarray]:
-        """(input_ids, attention_mask), int64, (n, longest): rows padded on the right with the pad id."""
-        if len(rows) == 1:  # nothing to pad: the single-text call, where every microsecond shows in latency
-            input_ids = np.array(rows, dtype=np.int64)
-            return input_ids, np.ones_like(input_ids)
-        lengths = np.fromiter((len(r) for r in rows), dtype=np.int64, count=len(rows))
-        width = int(lengths.max()) if len(rows) else 0
-        mask = np.arange(width, dtype=np.int64)[None, :] < lengths[:, None]
-        input_ids = np.full((len(rows), width), self.pad_id, dtype=np.int64)
-        # Boolean assignment fills in row-major order, which is the order of the concatenated rows.
-        input_ids[mask] = np.fromiter(chain.from_iterable(rows), dtype=np.int64, count=int(lengths.sum()))
-        return input_ids, mask.astype(np.int64)
-
-    def __call__(self, texts: Sequence[str], max_length: int) -> tuple[np.ndarray, np.ndarray]:
-        """Return (input_ids, attention_mask) like the reference with padding=True, truncation=longest_first.
-
-        Raises:
-            TypeError: ``texts`` is not a list/tuple of str (the message names the first bad index).
-            TokenizerError: a text holds a lone surrogate, or ``max_length`` < 2.
-
-        """
-        return self.pad(self.encode_batch(texts, max_length))
 
     def _encode_prefix(self, text: str, need: int) -> list[int]:
         """The ids of ``text``'s start: all of them, or at least ``need`` where it has more.
@@ -539,6 +576,40 @@ class Tokenizer:
             for a, b in _tables.STRIP_MARKS:
                 table.update(dict.fromkeys(range(a, b + 1)))
         return table
+
+
+# Model types of tokenizer.json that embedrt reproduces.
+_MODEL_TYPES = ("WordPiece", "Unigram")
+
+
+def load_tokenizer(model_dir: str | Path, *, do_lower_case: bool = False) -> Tokenizer | UnigramTokenizer:
+    """The tokenizer of ``model_dir``, picked by tokenizer.json's model type as ``AutoTokenizer`` would load it.
+
+    WordPiece gives a :class:`Tokenizer`, Unigram (SentencePiece, XLM-R) a
+    :class:`~embedrt.unigram.UnigramTokenizer`; a directory with vocab.txt and no tokenizer.json is WordPiece.
+    ``do_lower_case`` is sentence_bert_config.json's flag.
+
+    Raises:
+        TokenizerError: tokenizer.json holds another model type (BPE, WordLevel ...).
+        FileNotFoundError: neither tokenizer.json nor vocab.txt is there.
+
+    """
+    root = Path(model_dir)
+    path = root / "tokenizer.json"
+    if not path.is_file():
+        return Tokenizer.from_dir(root, do_lower_case=do_lower_case)  # vocab.txt, or its FileNotFoundError
+    from embedrt.unigram import UnigramTokenizer, read_tokenizer_json  # here: unigram imports this module
+
+    data = read_tokenizer_json(path)
+    model = data.get("model")
+    kind = model.get("type") if isinstance(model, Mapping) else None
+    if kind is None and isinstance(model, Mapping) and isinstance(model.get("vocab"), list):
+        kind = "Unigram"  # files without "type": tokenizers recognizes the model by its fields
+    if kind == "WordPiece":
+        return Tokenizer._from_tokenizer_json(root, data, do_lower_case=do_lower_case)
+    if kind == "Unigram":
+        return UnigramTokenizer._from_tokenizer_json(root, data, do_lower_case=do_lower_case)
+    raise TokenizerError(f"{path}: model type is {kind!r}; embedrt supports {' and '.join(_MODEL_TYPES)}")
 
 
 def _check_max_length(max_length: int) -> int:

@@ -261,3 +261,45 @@ def test_export_a_hub_id_from_a_hand_built_cache_with_the_cli(tiny_model_dir, tm
     error = capsys.readouterr().err
     assert "acme/tiny-bert" in error and "HF_HUB_OFFLINE" in error and str(tmp_path / "hub") in error
     assert "Traceback" not in error and not (tmp_path / "o2").exists()
+
+
+def test_bert_with_an_xlmr_unigram_tokenizer_exports_exactly(tmp_path):
+    """paraphrase-multilingual-MiniLM-L12-v2's shape: a BertModel whose tokenizer is XLM-R's (pad id 1)."""
+    import sys
+
+    import torch
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.models import Normalize, Pooling, Transformer
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from benchmarks.xlmr_tokenizer import multilingual_lines, sts_sentences, train_xlmr_tokenizer, training_lines
+
+    tok_dir = train_xlmr_tokenizer(
+        tmp_path / "spm", training_lines(sts_sentences("train")[:4000], 2000, seed=7), vocab_size=3000
+    )
+    tokenizer = AutoTokenizer.from_pretrained(str(tok_dir))
+    assert tokenizer.pad_token_id == 1
+    torch.manual_seed(3)
+    config = BertConfig(
+        vocab_size=len(tokenizer),
+        pad_token_id=tokenizer.pad_token_id,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=64,
+        max_position_embeddings=130,
+    )
+    hf = tmp_path / "hf"
+    BertModel(config).save_pretrained(hf, safe_serialization=True)
+    tokenizer.save_pretrained(str(hf))
+    modules = [Transformer(str(hf), max_seq_length=128), Pooling(32, "mean"), Normalize()]
+    source = tmp_path / "st"
+    SentenceTransformer(modules=modules, device="cpu").save(str(source))
+    out = export(source, tmp_path / "out", variants="fp32,int8", progress=False)
+    texts = [*CHECK_TEXTS, *multilingual_lines(40, seed=11), *LONG_TEXTS]
+    _assert_exact(source, out, texts)
+    assert _assert_exact(source, out, texts, variant="int8") >= 0.99
+    encoder = Encoder.load(out)
+    assert type(encoder.tokenizer).__name__ == "UnigramTokenizer" and encoder.tokenizer.pad_id == 1
+    assert encoder.token_ids([CHECK_TEXTS[0]]) == [tokenizer(CHECK_TEXTS[0])["input_ids"]]

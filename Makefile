@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 MODEL_DIR := models/all-MiniLM-L6-v2
 
-.PHONY: install demo test test-fast lint format bench compare serve-bench corpus-bench cpu-matrix clean
+.PHONY: install demo test test-fast lint format bench compare serve-bench corpus-bench cpu-matrix image image-check clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -54,6 +54,15 @@ corpus-bench: $(STAMP)
 # Prepares QEMU, an arm64 Python and aarch64 wheels under .cache/cpu-matrix (git-ignored); about 30 minutes.
 cpu-matrix: $(STAMP)
 	$(BIN)/python scripts/cpu_matrix.py run
+
+# The container image (Dockerfile) with podman on a debootstrap-made base; needs root, podman, runc, debootstrap
+# (apt-get install podman runc debootstrap). Not part of `make test`: minutes, and root.
+image: $(STAMP)
+	$(BIN)/python scripts/image.py build
+
+# Runs the image and checks from the host: health, vectors = Encoder.encode, API key, env vars, SIGTERM, non-root.
+image-check: $(STAMP)
+	$(BIN)/python scripts/image.py check
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

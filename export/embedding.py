@@ -13,7 +13,13 @@ import numpy as np
 from embedrt.config import ModelConfig, ModuleKind
 from embedrt.dense import WEIGHTS_NAME as DENSE_WEIGHTS
 from embedrt.export.int8 import calibration_texts, text_feeds
-from embedrt.export.layout import ROOT_FILES, TRANSFORMER_FILES, copy_files, write_dense_weights
+from embedrt.export.layout import (
+    ROOT_FILES,
+    TRANSFORMER_FILES,
+    copy_files,
+    ensure_tokenizer_json,
+    write_dense_weights,
+)
 from embedrt.export.parity import CHECK_SENTENCES, TOLERANCE, compare
 from embedrt.int8_kernel import Int8Check
 from embedrt.manifest import CrossEncoderInfo, FileDigest, ModelKind, Variant
@@ -55,6 +61,7 @@ class EmbeddingModel:
         out_dir.mkdir(parents=True, exist_ok=True)
         copy_files(self.source, out_dir, ROOT_FILES)
         copy_files(self.transformer_dir, out_dir / self.config.transformer_dir, TRANSFORMER_FILES)
+        ensure_tokenizer_json(self.transformer_dir, out_dir / self.config.transformer_dir)
         files = {}
         for entry in self.config.modules.modules:
             if entry.path and entry.kind is not ModuleKind.TRANSFORMER:

@@ -82,3 +82,25 @@ def write_dense_weights(module_dir: Path, out_file: Path, allow_pickle: bool) ->
         raise ValueError(f"{source}: no 'linear.weight' tensor (has {sorted(tensors)})")
     out_file.parent.mkdir(parents=True, exist_ok=True)
     save_file({k: v.detach().to(torch.float32).contiguous() for k, v in wanted.items()}, str(out_file))
+
+
+def ensure_tokenizer_json(transformer_dir: Path, target: Path) -> None:
+    """Write tokenizer.json into ``target`` when the source has only a slow tokenizer (sentencepiece.bpe.model ...).
+
+    sentence-transformers runs the fast tokenizer that transformers converts from those files; saving that
+    conversion gives the runtime the very tokenizer the reference uses. A WordPiece vocab.txt is read as it is.
+    """
+    if (target / "tokenizer.json").is_file() or (target / "vocab.txt").is_file():
+        return
+    import tempfile
+
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(transformer_dir), use_fast=True)
+    if not tokenizer.is_fast:
+        raise ValueError(f"{transformer_dir}: transformers has no fast tokenizer for it; embedrt needs tokenizer.json")
+    with tempfile.TemporaryDirectory() as tmp:
+        tokenizer.save_pretrained(tmp)
+        for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
+            if (Path(tmp) / name).is_file() and not (target / name).is_file():
+                shutil.copy2(Path(tmp) / name, target / name)

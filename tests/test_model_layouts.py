@@ -263,8 +263,13 @@ def test_export_a_hub_id_from_a_hand_built_cache_with_the_cli(tiny_model_dir, tm
     assert "Traceback" not in error and not (tmp_path / "o2").exists()
 
 
-def test_bert_with_an_xlmr_unigram_tokenizer_exports_exactly(tmp_path):
-    """paraphrase-multilingual-MiniLM-L12-v2's shape: a BertModel whose tokenizer is XLM-R's (pad id 1)."""
+@pytest.mark.parametrize("files", ["tokenizer.json", "sentencepiece only"])
+def test_bert_with_an_xlmr_unigram_tokenizer_exports_exactly(tmp_path, files):
+    """paraphrase-multilingual-MiniLM-L12-v2's shape: a BertModel whose tokenizer is XLM-R's (pad id 1).
+
+    With only the sentencepiece model, the export saves the fast tokenizer transformers converts, as
+    sentence-transformers runs it.
+    """
     import sys
 
     import torch
@@ -296,7 +301,11 @@ def test_bert_with_an_xlmr_unigram_tokenizer_exports_exactly(tmp_path):
     modules = [Transformer(str(hf), max_seq_length=128), Pooling(32, "mean"), Normalize()]
     source = tmp_path / "st"
     SentenceTransformer(modules=modules, device="cpu").save(str(source))
+    if files != "tokenizer.json":
+        (source / "tokenizer.json").unlink()
+        assert (source / "sentencepiece.bpe.model").is_file()
     out = export(source, tmp_path / "out", variants="fp32,int8", progress=False)
+    assert (out / "tokenizer.json").is_file()
     texts = [*CHECK_TEXTS, *multilingual_lines(40, seed=11), *LONG_TEXTS]
     _assert_exact(source, out, texts)
     assert _assert_exact(source, out, texts, variant="int8") >= 0.99

@@ -25,6 +25,12 @@ def quantize(embeddings: np.ndarray, precision: Precision) -> np.ndarray:
     """
     if precision is Precision.FLOAT32:
         return embeddings
+    if embeddings.shape[0] == 0:
+        # No rows, no buckets: the batch min/max of an empty array is undefined (numpy raises). The result has
+        # the dtype and width of a non-empty batch: (0, dim), or (0, ceil(dim / 8)) packed for the binary kinds.
+        binary = precision in (Precision.BINARY, Precision.UBINARY)
+        width = -(-embeddings.shape[1] // 8) if binary else embeddings.shape[1]
+        return np.empty((0, width), dtype=np.uint8 if precision in (Precision.UINT8, Precision.UBINARY) else np.int8)
     if precision in (Precision.INT8, Precision.UINT8):
         starts = embeddings.min(axis=0)
         steps = (embeddings.max(axis=0) - starts) / 255

@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -56,3 +61,48 @@ def min_cosine(a: np.ndarray, b: np.ndarray) -> float:
     assert a.shape == b.shape, (a.shape, b.shape)
     num = (a * b).sum(axis=1)
     return float((num / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))).min())
+
+
+# A job in a subprocess, its keyword arguments as JSON: for kills, concurrent runs and the read-volume measure.
+JOB = """
+import json, sys
+from embedrt.corpus import embed_corpus
+result = embed_corpus(**json.loads(sys.argv[1]))
+print("RESULT " + json.dumps({"rows_out": result.rows_out, "parts_written": result.parts_written}))
+"""
+
+
+def start_job(env: dict | None = None, **kwargs) -> subprocess.Popen:
+    """``embed_corpus(**kwargs)`` in a fresh Python process (stdout and stderr piped)."""
+    args = json.dumps({k: str(v) if isinstance(v, Path) else v for k, v in kwargs.items()})
+    return subprocess.Popen(
+        [sys.executable, "-c", JOB, args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+    )
+
+
+def kill_when(proc: subprocess.Popen, ready, timeout: float = 120.0) -> None:
+    """SIGKILL ``proc`` as soon as ``ready()`` is true; fails if the process ends first or time runs out."""
+    try:
+        deadline = time.monotonic() + timeout
+        while not ready():
+            if proc.poll() is not None:
+                raise AssertionError(f"the job ended before the kill: {proc.stderr.read()[-3000:]}")
+            if time.monotonic() > deadline:
+                raise AssertionError("the condition for the kill never came")
+            time.sleep(0.005)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        proc.stdout.close()
+        proc.stderr.close()
+    assert proc.returncode == -signal.SIGKILL
+
+
+def finish(proc: subprocess.Popen, timeout: float = 300.0) -> dict:
+    """Wait for a job started by ``start_job``; its result, or an AssertionError with its stderr."""
+    out, err = proc.communicate(timeout=timeout)
+    assert proc.returncode == 0, err[-3000:]
+    return json.loads(out.split("RESULT ", 1)[1])

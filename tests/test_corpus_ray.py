@@ -17,7 +17,7 @@ from corpus_helpers import min_cosine, mixed_texts, read_output, write_jsonl, wr
 
 from embedrt import Encoder
 from embedrt.corpus import embed_corpus
-from embedrt.corpus.job import PART_METADATA_KEY
+from embedrt.corpus.parts import PART_METADATA_KEY
 
 
 @pytest.fixture(scope="module")
@@ -33,15 +33,17 @@ def writers(out: Path) -> list[str]:
 def test_ray_two_actors_match_encoder_string_ids(
     tmp_path: Path, tiny_export: Path, tiny_encoder: Encoder, ray_cluster
 ) -> None:
-    texts = mixed_texts(3000, seed=4)
-    ids = [f"doc-{i}" for i in range(3000)]
-    # One row group: Ray must still spread the work over both actors.
+    n = 6000
+    texts = mixed_texts(n, seed=4)
+    ids = [f"doc-{i}" for i in range(n)]
+    # One row group, read by one reader task: Ray must still spread its blocks over both actors. The tiny model
+    # embeds a block in ~20 ms, so the job must last long enough for the second actor to start (~0.2 s).
     src = write_parquet(tmp_path / "in.parquet", ids, texts)
     result = embed_corpus(src, tmp_path / "out", tiny_export, engine="ray", workers=2, block_rows=250)
     got_ids, vectors = read_output(tmp_path / "out")
     assert got_ids == ids
     assert min_cosine(vectors, tiny_encoder.encode(texts)) >= 0.99999
-    assert result.manifest["engine"] == "ray" and result.manifest["rows_out"] == 3000
+    assert result.manifest["engine"] == "ray" and result.manifest["rows_out"] == n
     assert len(set(writers(tmp_path / "out"))) == 2  # both actors worked
     assert str(os.getpid()) not in {w.split(":")[1] for w in writers(tmp_path / "out")}  # not the driver
 
@@ -152,3 +154,55 @@ def test_ray_driver_sigkilled_mid_job_resumes_to_the_rows_of_an_uninterrupted_ru
     assert ids == [f"id{i}" for i in range(n)]
     assert min_cosine(vectors, tiny_encoder.encode(mixed_texts(n, seed=5))) >= 0.99999
     assert not list(out.glob(".tmp-*"))
+
+
+def test_ray_keep_columns_and_skipped_rows(tmp_path: Path, tiny_export: Path, ray_cluster) -> None:
+    n = 400
+    table = pa.table(
+        {
+            "id": [f"k{i}" for i in range(n)],
+            "text": [None if i in (10, 333) else t for i, t in enumerate(mixed_texts(n, seed=7))],
+            "year": pa.array(range(n), pa.int16()),
+            "tags": [["a", str(i)] for i in range(n)],
+        }
+    )
+    pq.write_table(table, tmp_path / "in.parquet")  # one row group, cut into 4 blocks by one reader task
+    result = embed_corpus(
+        tmp_path / "in.parquet",
+        tmp_path / "out",
+        tiny_export,
+        engine="ray",
+        workers=2,
+        block_rows=100,
+        keep_columns=["year", "tags"],
+        on_bad_row="skip",
+    )
+    got = pq.read_table(tmp_path / "out")
+    keep = pa.array([i not in (10, 333) for i in range(n)])
+    assert got.select(["id", "year", "tags"]).equals(table.filter(keep).select(["id", "year", "tags"]))
+    assert [(s["id"], s["row"]) for s in result.manifest["skipped"]] == [("k10", 10), ("k333", 333)]
+    assert result.manifest["duplicate_ids"]["count"] == 0
+
+
+def test_ray_worker_with_another_model_refuses(tmp_path: Path, tiny_export: Path, ray_cluster) -> None:
+    """The driver's sha256 reaches the actors; one whose model directory lists another refuses every block."""
+    from embedrt.corpus.ray_engine import run_ray
+    from embedrt.corpus.sources import plan_input
+    from embedrt.corpus.spec import JobSpec
+    from embedrt.corpus.storage import resolve
+
+    src = write_parquet(tmp_path / "in.parquet", list(range(20)), mixed_texts(20))
+    plan = plan_input(resolve(src), "text", "id", 10)
+    spec = JobSpec(str(tiny_export), "fp32", "f" * 64, "cpu", "text", "id", (), "int64", (), 32, 32, "fail", "r1")
+    out = resolve(tmp_path / "out")
+    os.makedirs(out.path)
+    with pytest.raises(ValueError, match=r"worker .*: the model at .* has sha256 [0-9a-f]{12}.*ffffffffffff"):
+        run_ray(plan.units, spec, out.fs, out, 2, 1, None, lambda result: None)
+    assert not list((tmp_path / "out").iterdir())
+
+
+def test_ray_device_cuda_needs_a_gpu_per_worker(tmp_path: Path, tiny_export: Path, ray_cluster) -> None:
+    src = write_parquet(tmp_path / "in.parquet", [1, 2], ["a", "b"])
+    with pytest.raises(ValueError, match="the Ray cluster has 0 GPUs: too few for 2 workers with --device cuda"):
+        embed_corpus(src, tmp_path / "out", tiny_export, engine="ray", workers=2, device="cuda")
+    assert not list((tmp_path / "out").glob("part-*"))

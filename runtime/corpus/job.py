@@ -1,12 +1,14 @@
-"""One ``embed-corpus`` job: its state file, its parts (written whole or not at all), its final manifest.
+"""One ``embed-corpus`` job in its OUTPUT: the state a resume checks, what a run still has to embed, the model check.
 
 Layout of OUTPUT:
 
-- ``_job.json``: the job's configuration, written before any part; a re-run must match it.
-- ``part-<file>-<start>.parquet``: the embeddings of one input block, written to ``.tmp-...`` and renamed
-  when complete, so a killed job leaves complete parts and temporary files only (the latter are removed by the
-  next run, and readers of the directory skip names that start with ``.`` or ``_``).
-- ``_SUCCESS``: the manifest JSON, written last.
+- ``_lock``: held while a run works there (see ``lock``).
+- ``_job.json``: the job's configuration and, for each input file, its size, mtime_ns and (parquet) row count
+  and row-group layout, written before any part; a re-run must match it, or pass ``--overwrite``.
+- ``part-<file>-<start>.parquet``: the embeddings of one input block, written whole or not at all (see
+  ``storage.write_whole``); readers of the directory skip names that start with ``.`` or ``_``.
+- ``_SUCCESS``: the manifest JSON, written last; it lists every part with its rows and size. It is deleted
+  before a run changes anything, so that it exists only while the parts it lists are the job's complete set.
 """
 
 from __future__ import annotations
@@ -14,72 +16,21 @@ from __future__ import annotations
 import json
 import os
 import socket
-import uuid
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-import numpy as np
-
-from embedrt.config import Choice, read_json, require
-from embedrt.corpus.sources import MISSING, Block, Plan, import_pyarrow, read_block
-from embedrt.tokenizer import check_texts
-
-if TYPE_CHECKING:
-    from embedrt.embedder import Embedder
+from embedrt.corpus.lock import BREAK_PREFIX, LOCK_NAME
+from embedrt.corpus.sources import InputFile, Plan
+from embedrt.corpus.spec import JobSpec
+from embedrt.corpus.storage import TMP_PREFIX, Location, delete, file_info, import_pyarrow, list_dir, read_bytes
+from embedrt.corpus.storage import write_bytes as _write_bytes
+from embedrt.manifest import MANIFEST_NAME, Manifest, Variant
 
 STATE_NAME = "_job.json"
 SUCCESS_NAME = "_SUCCESS"
-TMP_PREFIX = ".tmp-"
-STATE_FORMAT = 1
-# The part's own record of its block, in the parquet schema metadata: a re-run totals rows and skipped ids
-# from the parts' footers, so figures survive any number of interruptions.
-PART_METADATA_KEY = b"embedrt.block"
-
-
-class OnBadRow(Choice):
-    """What to do with a row whose text cannot be embedded."""
-
-    FAIL = "fail"
-    SKIP = "skip"
-
-
-@dataclass(frozen=True)
-class JobSpec:
-    """What every block of a job needs to know; plain values so it travels to Ray workers as a dict."""
-
-    model_dir: str
-    variant: str
-    text_column: str
-    id_column: str
-    id_type: str
-    dimension: int
-    batch_size: int
-    on_bad_row: str
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready form."""
-        return asdict(self)
-
-
-@dataclass(frozen=True)
-class SkippedRow:
-    """A row left out under ``--on-bad-row skip``."""
-
-    id: Any
-    reason: str
-
-
-@dataclass(frozen=True)
-class BlockResult:
-    """What embedding one block produced."""
-
-    name: str
-    rows_in: int
-    rows_out: int
-    skipped: tuple[SkippedRow, ...]
-    int8_path: str | None = None  # int8: the kernel path of the worker that embedded the block
+STATE_FORMAT = 2
+_OVERWRITE_HINT = "pass --overwrite to re-embed what changed, or choose another OUTPUT"
 
 
 @dataclass(frozen=True)
@@ -87,168 +38,231 @@ class JobState:
     """The contents of ``_job.json``: what a re-run into the same OUTPUT must match."""
 
     input: str
-    files: tuple[str, ...]
+    files: tuple[InputFile, ...]
     text_column: str
     id_column: str
+    keep_columns: tuple[str, ...]
     block_rows: int
     model_dir: str
     variant: str
     model_sha256: str
 
     @classmethod
-    def from_file(cls, path: Path) -> JobState:
+    def read(cls, location: Location) -> JobState:
         """Read ``_job.json`` (errors name the file)."""
-        data = read_json(path)
+        data = read_json(location)
         if data.get("format") != STATE_FORMAT:
-            raise ValueError(f"{path}: unknown job state format {data.get('format')!r}; expected {STATE_FORMAT}")
-        return cls(
-            input=require(data, "input", path, str),
-            files=tuple(str(f) for f in require(data, "files", path, list)),
-            text_column=require(data, "text_column", path, str),
-            id_column=require(data, "id_column", path, str),
-            block_rows=require(data, "block_rows", path, int),
-            model_dir=require(data, "model_dir", path, str),
-            variant=require(data, "variant", path, str),
-            model_sha256=require(data, "model_sha256", path, str),
+            raise ValueError(
+                f"{location}: job state format {data.get('format')!r}, this embed-corpus writes {STATE_FORMAT}; "
+                f"{_OVERWRITE_HINT}"
+            )
+        try:
+            return cls(
+                input=str(data["input"]),
+                files=tuple(InputFile.from_dict(f) for f in data["files"]),
+                text_column=str(data["text_column"]),
+                id_column=str(data["id_column"]),
+                keep_columns=tuple(str(c) for c in data["keep_columns"]),
+                block_rows=int(data["block_rows"]),
+                model_dir=str(data["model_dir"]),
+                variant=str(data["variant"]),
+                model_sha256=str(data["model_sha256"]),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"{location} is not a valid job state ({exc!r}); {_OVERWRITE_HINT}") from None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form, with the format number."""
+        return {
+            "format": STATE_FORMAT,
+            "input": self.input,
+            "files": [{"uri": f.uri, **f.fingerprint()} for f in self.files],
+            "text_column": self.text_column,
+            "id_column": self.id_column,
+            "keep_columns": list(self.keep_columns),
+            "block_rows": self.block_rows,
+            "model_dir": self.model_dir,
+            "variant": self.variant,
+            "model_sha256": self.model_sha256,
+        }
+
+    def changes_since(self, previous: JobState) -> Changes:
+        """How this run differs from the job that wrote OUTPUT."""
+        changes = Changes()
+        if (previous.model_sha256, previous.variant) != (self.model_sha256, self.variant):
+            changes.model = (
+                f"it holds embeddings of model {previous.model_dir} variant {previous.variant} "
+                f"(sha256 {previous.model_sha256[:12]}...); this run asks for {self.model_dir} variant {self.variant} "
+                f"(sha256 {self.model_sha256[:12]}...). Vectors of two models must not be mixed"
+            )
+        before = {"files": [f.uri for f in previous.files]}
+        now = {"files": [f.uri for f in self.files]}
+        for name in ("input", "text_column", "id_column", "keep_columns", "block_rows"):
+            before[name], now[name] = getattr(previous, name), getattr(self, name)
+        changes.options = [
+            f"{name} {before[name]!r}, this run has {now[name]!r}" for name in now if before[name] != now[name]
+        ]
+        if not changes.options:
+            for index, (old, new) in enumerate(zip(previous.files, self.files, strict=True)):
+                if old.fingerprint() != new.fingerprint():
+                    changes.files[index] = f"{new.uri} changed since OUTPUT was written ({_difference(old, new)})"
+        return changes
+
+
+@dataclass
+class Changes:
+    """What differs between a run and the job in its OUTPUT."""
+
+    model: str | None = None
+    options: list[str] = field(default_factory=list)
+    files: dict[int, str] = field(default_factory=dict)  # file index -> what changed
+
+    @property
+    def whole_job(self) -> bool:
+        """Whether every part is stale (another model or other options), not only those of changed files."""
+        return bool(self.model or self.options)
+
+    def message(self, output: Location) -> str:
+        """Why a run is refused without --overwrite."""
+        if self.model:
+            return f"OUTPUT {output}: {self.model}; {_OVERWRITE_HINT}"
+        if self.options:
+            return (
+                f"OUTPUT {output} was started with {'; '.join(self.options)}: a job resumes only with the same "
+                f"input and options; {_OVERWRITE_HINT}"
+            )
+        listed = "; ".join(self.files[i] for i in sorted(self.files)[:3])
+        more = f" (and {len(self.files) - 3} more files)" if len(self.files) > 3 else ""
+        return f"OUTPUT {output}: {listed}{more}: its vectors would be stale; {_OVERWRITE_HINT}"
+
+
+def _difference(old: InputFile, new: InputFile) -> str:
+    fields = (("size", old.size, new.size), ("mtime_ns", old.mtime_ns, new.mtime_ns), ("rows", old.rows, new.rows))
+    said = [f"{name} {before} -> {now}" for name, before, now in fields if before != now]
+    if old.row_groups != new.row_groups:
+        groups_before, groups_now = len(old.row_groups or ()), len(new.row_groups or ())
+        said.append(f"row groups {groups_before} -> {groups_now}" if groups_before != groups_now else "row group sizes")
+    return ", ".join(said)
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """What a run has to do in OUTPUT."""
+
+    todo: tuple[str, ...]  # names of the parts to write
+    finished: bool  # nothing to do and _SUCCESS present
+    replaced: int  # parts deleted as stale or not of this job (--overwrite)
+
+
+def write_json(location: Location, data: dict[str, Any], run_id: str) -> None:
+    """Write JSON whole (see ``storage.write_whole``)."""
+    _write_bytes(location, (json.dumps(data, indent=2, default=str) + "\n").encode(), run_id)
+
+
+def read_json(location: Location) -> dict[str, Any]:
+    """A JSON object file (errors name it)."""
+    try:
+        data = json.loads(read_bytes(location))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"{location} is not valid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{location}: expected a JSON object, got {type(data).__name__}")
+    return data
+
+
+def is_job_file(name: str) -> bool:
+    """Whether an OUTPUT entry belongs to embed-corpus (lock, temporary file, state, manifest, part)."""
+    return (
+        name in (LOCK_NAME, STATE_NAME, SUCCESS_NAME)
+        or name.startswith((BREAK_PREFIX, TMP_PREFIX))
+        or (name.startswith("part-") and name.endswith(".parquet"))
+    )
+
+
+def check_output(output: Location) -> None:
+    """Refuse an OUTPUT that is a file, or a non-empty directory that no embed-corpus job wrote."""
+    pafs = import_pyarrow().fs
+    info = file_info(output)
+    if info.type == pafs.FileType.File:
+        raise ValueError(f"OUTPUT {output} exists and is not a directory")
+    names = {_name(i.path) for i in list_dir(output)}
+    if names and STATE_NAME not in names and not all(n.startswith((LOCK_NAME, TMP_PREFIX)) for n in names):
+        raise ValueError(
+            f"OUTPUT {output} is not empty and has no {STATE_NAME}: it is not an embed-corpus output; "
+            "choose an empty or new directory"
         )
 
-    def write(self, path: Path) -> None:
-        """Write atomically."""
-        write_json_atomic(path, {"format": STATE_FORMAT, **asdict(self)})
 
-    def check_same_job(self, previous: JobState, output: Path) -> None:
-        """Refuse to continue a job in ``output`` that was started with another model, variant or input."""
-        if (previous.model_sha256, previous.variant) != (self.model_sha256, self.variant):
-            raise ValueError(
-                f"{output} holds embeddings of model {previous.model_dir} variant {previous.variant} "
-                f"(sha256 {previous.model_sha256[:12]}...); this run asks for {self.model_dir} variant {self.variant} "
-                f"(sha256 {self.model_sha256[:12]}...). Vectors of two models must not be mixed: "
-                "choose another OUTPUT or delete this one"
-            )
-        for field in ("input", "files", "text_column", "id_column", "block_rows"):
-            before, now = getattr(previous, field), getattr(self, field)
-            if before != now:
-                raise ValueError(
-                    f"{output} was started with {field} {before!r}, this run has {now!r}; a job resumes only with "
-                    "the same input and options: choose another OUTPUT or delete this one"
-                )
+def prepare_output(output: Location, state: JobState, plan: Plan, overwrite: bool, run_id: str) -> Prepared:
+    """Check OUTPUT against this run (under the lock) and make it ready; returns what is left to embed.
 
-
-def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
-    """Write JSON to a temporary name and rename it, so a reader never sees half a file."""
-    tmp = path.with_name(f"{TMP_PREFIX}{path.name}-{uuid.uuid4().hex}")
-    tmp.write_text(json.dumps(data, indent=2, default=str) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
-
-
-def bad_rows(texts: Sequence[Any], text_column: str) -> list[tuple[int, str]]:
-    """(index, reason) of every text that cannot be embedded: missing, null, not a str, a lone surrogate."""
-    try:
-        check_texts(texts)  # the fast path: one pass, no exception for a clean block
-        return []
-    except (TypeError, ValueError):
-        pass
-    found = []
-    for index, text in enumerate(texts):
-        if text is MISSING:
-            found.append((index, f"no {text_column!r} field"))
-        elif text is None:
-            found.append((index, f"{text_column!r} is null"))
-        else:
-            try:
-                check_texts([text])
-            except (TypeError, ValueError) as exc:
-                found.append((index, str(exc).replace("texts[0]", repr(text_column))))
-    return found
+    ``_SUCCESS`` is deleted before anything else when there is work to do; parts of a job that differs are
+    deleted with ``overwrite`` and refused without it; temporary files of earlier runs are removed.
+    """
+    names = {_name(i.path) for i in list_dir(output)}
+    stale: set[str] = set()
+    parts = {n for n in names if n.startswith("part-") and n.endswith(".parquet")}
+    if STATE_NAME in names:
+        try:
+            changes = state.changes_since(JobState.read(output.child(STATE_NAME)))
+        except ValueError:
+            if not overwrite:
+                raise
+            changes = Changes(options=["a job state this run cannot read"])
+        if changes.model or changes.options or changes.files:
+            if not overwrite:
+                raise ValueError(changes.message(output))
+            changed = {f"part-{index:05d}-" for index in changes.files}
+            stale = parts if changes.whole_job else {n for n in parts if n.startswith(tuple(changed))}
+    planned = {block.name for block in plan.blocks}
+    strays = parts - planned - stale
+    if strays and not overwrite:
+        raise ValueError(f"OUTPUT {output} holds parts this job does not write: {', '.join(sorted(strays)[:5])}")
+    stale |= strays
+    todo = tuple(name for name in (block.name for block in plan.blocks) if name not in parts or name in stale)
+    if (todo or stale) and SUCCESS_NAME in names:
+        delete(output.child(SUCCESS_NAME))  # first: from here on the directory is not a finished job
+    for name in sorted(stale):
+        delete(output.child(name))
+    for name in names:
+        if name.startswith(TMP_PREFIX) and not name.startswith(f"{TMP_PREFIX}{run_id}-"):
+            delete(output.child(name))  # left by a killed run: this run holds the lock, so that run is over
+    if todo or stale or STATE_NAME not in names:
+        write_json(output.child(STATE_NAME), state.to_dict(), run_id)
+    return Prepared(todo, not todo and not stale and SUCCESS_NAME in names, len(stale))
 
 
-def embed_block(block: Block, spec: JobSpec, embed: Embedder, output: Path) -> BlockResult:
-    """Read a block, embed its texts, write its part (temporary name, then rename).
+def model_sha256(model_dir: Path, variant: Variant) -> str:
+    """The sha256 of the variant's model file, as its export manifest lists it.
+
+    Every worker checks the file against the manifest when it loads it (``embedrt.loading``), so this is the
+    hash of the model that embeds, without the driver reading the model file once more.
+    """
+    manifest_path = model_dir / MANIFEST_NAME
+    if not manifest_path.is_file():
+        raise FileNotFoundError(f"{manifest_path} not found: {model_dir} is not an embedrt export")
+    return Manifest.from_file(manifest_path).info(variant, model_dir).sha256
+
+
+def verify_model(spec: JobSpec) -> None:
+    """Refuse to embed when this worker's model is not the driver's (compared by sha256).
 
     Raises:
-        ValueError, TypeError: a bad row with ``on_bad_row`` fail (the message names the file, row, id and reason).
+        ValueError: the model directory here lists another sha256 (or is missing), naming host, path and both.
 
     """
-    pa = import_pyarrow()
-    ids, texts = read_block(block, spec.text_column, spec.id_column, spec.id_type)
-    bad = bad_rows(texts, spec.text_column)
-    skipped = tuple(SkippedRow(ids[i].as_py(), reason) for i, reason in bad)
-    if bad and OnBadRow.parse(spec.on_bad_row) is OnBadRow.FAIL:
-        first = skipped[0]
-        row = block.start + bad[0][0]
-        error = TypeError if "expected str" in first.reason or "is null" in first.reason else ValueError
-        more = f" ({len(bad) - 1} more bad rows in this block)" if len(bad) > 1 else ""
-        raise error(
-            f"{block.source}: row {row} (id {first.id!r}): {first.reason}{more}; "
-            "fix the input or pass --on-bad-row skip to skip such rows and list them in the manifest"
+    where = f"{socket.gethostname()}:{os.getpid()}"
+    try:
+        found = model_sha256(Path(spec.model_dir), Variant.parse(spec.variant))
+    except (FileNotFoundError, ValueError) as exc:
+        raise ValueError(f"worker {where}: cannot read the model of this job: {exc}") from None
+    if found != spec.model_sha256:
+        raise ValueError(
+            f"worker {where}: the model at {spec.model_dir} (variant {spec.variant}) has sha256 {found[:12]}..., "
+            f"but this job embeds with sha256 {spec.model_sha256[:12]}... (the driver's): every worker must read "
+            "the same model; fix the model directory on this host"
         )
-    if bad:
-        keep = np.ones(len(texts), dtype=bool)
-        keep[[i for i, _ in bad]] = False
-        ids = ids.filter(pa.array(keep))
-        texts = [t for t, k in zip(texts, keep, strict=True) if k]
-    vectors = embed(texts) if texts else np.empty((0, spec.dimension), dtype=np.float32)
-    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
-    if vectors.shape != (len(texts), spec.dimension):
-        raise RuntimeError(f"the model returned shape {vectors.shape} for {len(texts)} texts of dim {spec.dimension}")
-    embedding = pa.FixedSizeListArray.from_arrays(pa.array(vectors.reshape(-1)), spec.dimension)
-    # The writer (host:pid) tells which worker embedded a block, to check that the work was spread.
-    writer = f"{socket.gethostname()}:{os.getpid()}"
-    int8 = embed.info()["int8_kernel"]
-    int8_path = int8["path"] if int8 else None  # the int8 kernel path, so a mix of paths is never silent
-    record = {
-        "block": block.name,
-        "rows_in": block.rows,
-        "skipped": [asdict(s) for s in skipped],
-        "writer": writer,
-        "int8_path": int8_path,
-    }
-    schema = pa.schema(
-        [pa.field(spec.id_column, ids.type), pa.field("embedding", embedding.type)],
-        metadata={PART_METADATA_KEY: json.dumps(record, default=str).encode()},
-    )
-    table = pa.Table.from_arrays([ids, embedding], schema=schema)
-    final = output / block.name
-    tmp = output / f"{TMP_PREFIX}{block.name}-{os.getpid()}-{uuid.uuid4().hex}"
-    pa.parquet.write_table(table, tmp)
-    os.replace(tmp, final)  # atomic: the part is either absent or complete
-    return BlockResult(block.name, block.rows, len(texts), skipped, int8_path)
 
 
-def read_part(path: Path) -> BlockResult:
-    """A finished part's figures, from its footer only."""
-    pa = import_pyarrow()
-    meta = pa.parquet.read_metadata(path)
-    raw = (meta.metadata or {}).get(PART_METADATA_KEY)
-    if raw is None:
-        raise ValueError(f"{path} has no embedrt block record; it was not written by embed-corpus")
-    record = json.loads(raw)
-    skipped = tuple(SkippedRow(s["id"], s["reason"]) for s in record["skipped"])
-    return BlockResult(record["block"], int(record["rows_in"]), int(meta.num_rows), skipped, record.get("int8_path"))
-
-
-def prepare_output(output: Path, state: JobState, plan: Plan) -> tuple[list[Block], bool]:
-    """Create or check OUTPUT; return the blocks still to embed and whether the job had finished already.
-
-    Temporary files of a killed run are removed; a job state of another model, variant or input is refused.
-    """
-    if output.exists() and not output.is_dir():
-        raise ValueError(f"OUTPUT {output} exists and is not a directory")
-    state_path = output / STATE_NAME
-    if output.is_dir() and any(output.iterdir()):
-        if not state_path.is_file():
-            raise ValueError(
-                f"OUTPUT {output} is not empty and has no {STATE_NAME}: it is not an embed-corpus output; "
-                "choose an empty or new directory"
-            )
-        state.check_same_job(JobState.from_file(state_path), output)
-    output.mkdir(parents=True, exist_ok=True)
-    for stale in output.glob(f"{TMP_PREFIX}*"):
-        stale.unlink(missing_ok=True)  # left by a run that was killed while writing
-    names = {block.name for block in plan.blocks}
-    strays = sorted(p.name for p in output.glob("part-*") if p.name not in names)
-    if strays:
-        raise ValueError(f"OUTPUT {output} holds parts this job does not write: {', '.join(strays[:5])}")
-    state.write(state_path)
-    todo = [block for block in plan.blocks if not (output / block.name).is_file()]
-    return todo, not todo and (output / SUCCESS_NAME).is_file()
+def _name(path: str) -> str:
+    return path.rstrip("/").rsplit("/", 1)[-1]

@@ -1,25 +1,29 @@
-"""Inputs of ``embed-corpus`` split into deterministic blocks of rows, and one block read back.
+"""Inputs of ``embed-corpus`` planned into deterministic blocks of rows, grouped into units that are read once.
 
-The driver plans the blocks from metadata only (parquet footers, a newline scan of .jsonl/.txt files), so
-the same input and ``block_rows`` always give the same blocks and the same part names: that is what lets a
-re-run find the parts a killed run finished.
+The driver plans from metadata only (parquet footers, a newline scan of .jsonl/.txt files), so the same input
+and ``block_rows`` always give the same blocks and the same part names: that is what lets a re-run find the
+parts a killed run finished. Each block is one output part; a *read unit* is the run of blocks that one reader
+reads in a single pass. For parquet a unit is a run of whole row groups that ends where a block ends, so every
+row group is decompressed once however many blocks it holds (pyarrow and pandas write up to 1,048,576 rows per
+group: reading the whole group for each 2,048-row block read the input 512 times). For .jsonl/.txt a unit is
+one block: its byte range is read exactly.
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterator
-from dataclasses import asdict, dataclass
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
 
 from embedrt.config import Choice
+from embedrt.corpus import records
+from embedrt.corpus.storage import Location, file_info, import_pyarrow, list_dir
 
-if TYPE_CHECKING:
-    import pyarrow as pa
+__all__ = ["Block", "InputFile", "Plan", "ReadUnit", "SourceKind", "import_pyarrow", "plan_input"]
 
-#: Stands for a .jsonl record that has no text field (reported as a bad row, unlike a null text).
-MISSING = object()
+_SCAN_CHUNK = 1 << 22  # bytes per read of the newline scan
 
 
 class SourceKind(Choice):
@@ -31,10 +35,41 @@ class SourceKind(Choice):
 
 
 @dataclass(frozen=True)
+class InputFile:
+    """One input file as planned: what a resume compares to decide whether the input changed."""
+
+    uri: str
+    size: int
+    mtime_ns: int
+    rows: int
+    row_groups: tuple[int, ...] | None = None  # parquet: rows of each row group, in order
+
+    def fingerprint(self) -> dict[str, Any]:
+        """The fields that change when the file's content does (its URI is the job's configuration)."""
+        data = asdict(self)
+        del data["uri"]
+        data["row_groups"] = list(self.row_groups) if self.row_groups is not None else None
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> InputFile:
+        """Inverse of ``asdict``."""
+        groups = data.get("row_groups")
+        return cls(
+            str(data["uri"]),
+            int(data["size"]),
+            int(data["mtime_ns"]),
+            int(data["rows"]),
+            tuple(int(g) for g in groups) if groups is not None else None,
+        )
+
+
+@dataclass(frozen=True)
 class Block:
     """Rows ``start .. start + rows`` of one input file; for .jsonl/.txt also their byte range."""
 
-    source: str
+    source: str  # the file's URI, for messages
+    path: str  # the file's path on the input filesystem
     kind: SourceKind
     file_index: int
     start: int
@@ -47,8 +82,13 @@ class Block:
         """The output part's file name; sorted names follow the input order."""
         return f"part-{self.file_index:05d}-{self.start:012d}.parquet"
 
+    @property
+    def end(self) -> int:
+        """The row after the block's last row."""
+        return self.start + self.rows
+
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready form, to ship a block to a worker."""
+        """JSON-ready form."""
         data = asdict(self)
         data["kind"] = self.kind.value
         return data
@@ -60,77 +100,225 @@ class Block:
 
 
 @dataclass(frozen=True)
-class Plan:
-    """Every block of an input, in input order, and the id column's arrow type (as a string)."""
+class ReadUnit:
+    """Consecutive blocks of one file, read in one pass (see the module docstring); ships to workers as JSON."""
 
-    files: tuple[str, ...]
+    kind: SourceKind
+    source: str
+    path: str
+    size: int  # the planned file's size and mtime: a reader refuses a file that changed since
+    mtime_ns: int
     blocks: tuple[Block, ...]
+    row_groups: tuple[int, ...] = ()  # parquet: the unit's row group indexes
+    group_rows: tuple[int, ...] = ()  # and their row counts
+    first_row: int = 0  # the file row of the unit's first row group
+
+    def with_blocks(self, names: set[str]) -> ReadUnit:
+        """The unit restricted to the blocks named (a resumed job reads only what it still embeds)."""
+        return ReadUnit(
+            self.kind,
+            self.source,
+            self.path,
+            self.size,
+            self.mtime_ns,
+            tuple(b for b in self.blocks if b.name in names),
+            self.row_groups,
+            self.group_rows,
+            self.first_row,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return {
+            "kind": self.kind.value,
+            "source": self.source,
+            "path": self.path,
+            "size": self.size,
+            "mtime_ns": self.mtime_ns,
+            "blocks": [b.to_dict() for b in self.blocks],
+            "row_groups": list(self.row_groups),
+            "group_rows": list(self.group_rows),
+            "first_row": self.first_row,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ReadUnit:
+        """Inverse of ``to_dict``."""
+        return cls(
+            SourceKind.parse(data["kind"]),
+            data["source"],
+            data["path"],
+            int(data["size"]),
+            int(data["mtime_ns"]),
+            tuple(Block.from_dict(b) for b in data["blocks"]),
+            tuple(data["row_groups"]),
+            tuple(data["group_rows"]),
+            int(data["first_row"]),
+        )
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Every read unit of an input, in input order, and the arrow types of the id and kept columns."""
+
+    files: tuple[InputFile, ...]
+    units: tuple[ReadUnit, ...]
     id_type: str
+    keep_types: tuple[str, ...] = field(default=())
+
+    @property
+    def blocks(self) -> tuple[Block, ...]:
+        """Every block, in input order."""
+        return tuple(block for unit in self.units for block in unit.blocks)
 
     @property
     def total_rows(self) -> int:
         """Rows of the whole input."""
-        return sum(block.rows for block in self.blocks)
+        return sum(file.rows for file in self.files)
 
 
-def import_pyarrow() -> Any:
-    """pyarrow, or an ImportError that says which extra to install."""
-    try:
-        import pyarrow
-        import pyarrow.parquet  # loads the submodule used as pyarrow.parquet
-    except ImportError as exc:
-        raise ImportError(
-            f"embed-corpus needs pyarrow ({exc}); install it with: pip install 'embedrt[corpus]'"
-        ) from None
-    return pyarrow
+def plan_input(
+    source: Location,
+    text_column: str,
+    id_column: str,
+    block_rows: int,
+    keep_columns: Sequence[str] = (),
+    exclude: Location | None = None,
+) -> Plan:
+    """Split ``source`` (a parquet file or directory of them, a .jsonl or a .txt file) into read units.
 
-
-def plan_input(path: str | Path, text_column: str, id_column: str, block_rows: int) -> Plan:
-    """Split ``path`` (a parquet file or directory of them, a .jsonl or a .txt file) into blocks.
+    ``exclude``: a directory whose files are never input (the job's OUTPUT, when it lies inside INPUT).
 
     Raises:
         FileNotFoundError: the input does not exist, or a directory holds no parquet file.
-        ValueError: an unknown extension, a missing column, or id columns of different types.
+        ValueError: an unknown extension, a missing column, or id or kept columns of different types.
 
     """
-    source = Path(path)
-    if not source.exists():
+    pafs_types = import_pyarrow().fs.FileType
+    info = file_info(source)
+    if info.type == pafs_types.NotFound:
         raise FileNotFoundError(f"input {source} not found")
-    if source.is_dir():
-        files = sorted(
-            p
-            for p in source.rglob("*.parquet")
-            if p.is_file() and not any(part.startswith((".", "_")) for part in p.relative_to(source).parts)
-        )
-        if not files:
-            raise FileNotFoundError(f"input directory {source} holds no .parquet file")
+    if info.type == pafs_types.Directory:
+        infos = _parquet_files(source, exclude)
         kind = SourceKind("parquet")
     else:
-        files = [source]
-        suffix = source.suffix.lower()
+        infos = [info]
+        suffix = "." + source.name.rsplit(".", 1)[-1].lower() if "." in source.name else ""
         if suffix not in (".parquet", ".jsonl", ".txt"):
             raise ValueError(f"input {source}: unknown format {suffix!r}; expected .parquet, .jsonl or .txt")
         kind = SourceKind(suffix[1:])
-    blocks: list[Block] = []
     if kind is SourceKind.PARQUET:
-        id_type = ""
-        for index, file in enumerate(files):
-            file_type = _parquet_id_type(file, text_column, id_column)
-            if id_type and file_type != id_type:
+        return _plan_parquet(source, infos, text_column, id_column, keep_columns, block_rows)
+    if kind is SourceKind.TXT and keep_columns:
+        raise ValueError(f"input {source} is a .txt file: it has no columns to keep ({', '.join(keep_columns)})")
+    file, units = _plan_text(source.at(infos[0].path), kind, infos[0], block_rows)
+    if kind is SourceKind.TXT:
+        return Plan((file,), units, "int64")
+    id_kind, keep_kinds = _jsonl_types(source, units[0].blocks[0], id_column, keep_columns)
+    return Plan((file,), units, id_kind, keep_kinds)
+
+
+def _parquet_files(directory: Location, exclude: Location | None) -> list[Any]:
+    """The .parquet files below ``directory``, sorted; hidden and ``_`` names and ``exclude`` left out."""
+    base = directory.path.rstrip("/") + "/"
+    found = []
+    for info in list_dir(directory, recursive=True):
+        relative = info.path[len(base) :] if info.path.startswith(base) else info.path
+        if not info.is_file or not info.path.endswith(".parquet"):
+            continue
+        if any(part.startswith((".", "_")) for part in relative.split("/")):
+            continue
+        if exclude is not None and exclude.contains(directory.at(info.path)):
+            continue  # OUTPUT inside INPUT: the job's own parts are never its input
+        found.append(info)
+    if not found:
+        raise FileNotFoundError(f"input directory {directory} holds no .parquet file")
+    return sorted(found, key=lambda i: i.path)
+
+
+def _plan_parquet(
+    source: Location,
+    infos: list[Any],
+    text_column: str,
+    id_column: str,
+    keep_columns: Sequence[str],
+    block_rows: int,
+) -> Plan:
+    pa = import_pyarrow()
+    files: list[InputFile] = []
+    units: list[ReadUnit] = []
+    types: tuple[str, ...] = ()
+    first_uri = ""
+    for index, info in enumerate(infos):
+        location = source.at(info.path)
+        try:
+            with location.fs.open_input_file(location.path) as handle:
+                meta = pa.parquet.ParquetFile(handle).metadata
+        except pa.ArrowInvalid as exc:
+            raise ValueError(f"{location} is not a readable parquet file: {exc}") from None
+        schema = meta.schema.to_arrow_schema()
+        for column, what in [(text_column, "text"), (id_column, "id")] + [(k, "kept") for k in keep_columns]:
+            if column not in schema.names:
+                option = "keep-columns" if what == "kept" else f"{what}-column"
                 raise ValueError(
-                    f"{file}: id column {id_column!r} is {file_type}, but {files[0]} has {id_type}; "
-                    "all files must share one id type"
+                    f"{location} has no {what} column {column!r} (columns: {', '.join(schema.names)}); "
+                    f"choose it with --{option}"
                 )
-            id_type = file_type
-            num_rows = _parquet_rows(file)
-            blocks.extend(
-                Block(str(file), kind, index, start, min(block_rows, num_rows - start))
-                for start in _starts(num_rows, block_rows)
+        file_types = tuple(str(schema.field(c).type) for c in (id_column, *keep_columns))
+        if types and file_types != types:
+            column, mine, theirs = next(
+                (c, m, t) for c, m, t in zip((id_column, *keep_columns), file_types, types, strict=True) if m != t
             )
-    else:
-        blocks = list(_text_blocks(files[0], kind, block_rows))
-        id_type = "int64" if kind is SourceKind.TXT else _jsonl_id_type(blocks[0], id_column)
-    return Plan(tuple(str(f) for f in files), tuple(blocks), id_type)
+            raise ValueError(
+                f"{location}: column {column!r} is {mine}, but {first_uri} has {theirs}; "
+                "all files must share the id and kept columns' types"
+            )
+        types, first_uri = file_types, first_uri or location.uri
+        groups = tuple(meta.row_group(g).num_rows for g in range(meta.num_row_groups))
+        file = InputFile(location.uri, int(info.size), int(info.mtime_ns), int(meta.num_rows), groups)
+        files.append(file)
+        units.extend(_parquet_units(location, info, index, groups, block_rows))
+    return Plan(tuple(files), tuple(units), types[0], types[1:])
+
+
+def _parquet_units(
+    location: Location, info: Any, index: int, groups: tuple[int, ...], block_rows: int
+) -> Iterator[ReadUnit]:
+    """Runs of whole row groups that end on a block boundary (or the file's end), with their blocks."""
+    total = sum(groups)
+    kind = SourceKind("parquet")
+    blocks = [
+        Block(location.uri, location.path, kind, index, start, min(block_rows, total - start))
+        for start in _starts(total, block_rows)
+    ]
+
+    if total == 0:  # an empty file: one empty block, so the output has a part with the right schema
+        yield ReadUnit(kind, location.uri, location.path, int(info.size), int(info.mtime_ns), tuple(blocks))
+        return
+    members: list[int] = []
+    taken = first = row = 0
+    for group, size in enumerate(groups):
+        if not members:
+            first = row
+        members.append(group)
+        row += size
+        if row > first and (row % block_rows == 0 or row == total):
+            count = 0
+            while taken + count < len(blocks) and blocks[taken + count].start < row:
+                count += 1
+            yield ReadUnit(
+                kind,
+                location.uri,
+                location.path,
+                int(info.size),
+                int(info.mtime_ns),
+                tuple(blocks[taken : taken + count]),
+                tuple(members),
+                tuple(groups[g] for g in members),
+                first,
+            )
+            taken += count
+            members = []
 
 
 def _starts(num_rows: int, block_rows: int) -> range:
@@ -138,134 +326,71 @@ def _starts(num_rows: int, block_rows: int) -> range:
     return range(0, max(num_rows, 1), block_rows)
 
 
-def _parquet_rows(file: Path) -> int:
-    pa = import_pyarrow()
-    return int(pa.parquet.ParquetFile(file).metadata.num_rows)
+def _plan_text(
+    location: Location, kind: SourceKind, info: Any, block_rows: int
+) -> tuple[InputFile, tuple[ReadUnit, ...]]:
+    """Blocks of ``block_rows`` lines, from one scan for newlines; a final line without one counts."""
+    ends = _block_ends(location, block_rows)  # byte offset after each block's last line
+    rows = ends.pop()  # _block_ends appends the line count
+    units = []
+    start_byte = 0
+    for number, end_byte in enumerate(ends):
+        start = number * block_rows
+        block = Block(location.uri, location.path, kind, 0, start, min(block_rows, rows - start), start_byte, end_byte)
+        units.append(ReadUnit(kind, location.uri, location.path, int(info.size), int(info.mtime_ns), (block,)))
+        start_byte = end_byte
+    return InputFile(location.uri, int(info.size), int(info.mtime_ns), rows), tuple(units)
 
 
-def _parquet_id_type(file: Path, text_column: str, id_column: str) -> str:
-    pa = import_pyarrow()
-    try:
-        schema = pa.parquet.read_schema(file)
-    except pa.ArrowInvalid as exc:
-        raise ValueError(f"{file} is not a readable parquet file: {exc}") from None
-    for column, what in ((text_column, "text"), (id_column, "id")):
-        if column not in schema.names:
-            raise ValueError(
-                f"{file} has no {what} column {column!r} (columns: {', '.join(schema.names)}); "
-                f"choose it with --{what}-column"
-            )
-    return str(schema.field(id_column).type)
+def _block_ends(location: Location, block_rows: int) -> list[int]:
+    """The end offsets of the blocks (one empty block for an empty file), then the number of lines."""
+    ends: list[int] = []
+    lines = offset = 0
+    last = b"\n"
+    with location.fs.open_input_stream(location.path) as handle:
+        while chunk := handle.read(_SCAN_CHUNK):
+            newlines = np.flatnonzero(np.frombuffer(chunk, dtype=np.uint8) == 0x0A)
+            # the newline that ends line number k (1-based) ends a block when k is a multiple of block_rows
+            first_cut = (-lines - 1) % block_rows  # index in ``newlines`` of the first newline ending a block
+            ends.extend(int(offset + p + 1) for p in newlines[first_cut::block_rows])
+            lines += len(newlines)
+            offset += len(chunk)
+            last = chunk[-1:]
+    if last != b"\n":
+        lines += 1  # a last line without a newline
+        if lines % block_rows == 0:
+            ends.append(offset)
+    if not ends or ends[-1] != offset:
+        ends.append(offset)  # the last, partial block (or the empty block of an empty file)
+    ends.append(lines)
+    return ends
 
 
-def _text_blocks(file: Path, kind: SourceKind, block_rows: int) -> Iterator[Block]:
-    """Blocks of ``block_rows`` lines; a final line without a newline counts, an empty file gives one block."""
-    start = row = offset = block_offset = 0
-    with file.open("rb") as handle:
-        for line in handle:
-            if row - start == block_rows:
-                yield Block(str(file), kind, 0, start, row - start, block_offset, offset)
-                start, block_offset = row, offset
-            row += 1
-            offset += len(line)
-    yield Block(str(file), kind, 0, start, row - start, block_offset, offset)
+def _jsonl_types(
+    source: Location, first_block: Block, id_column: str, keep_columns: Sequence[str]
+) -> tuple[str, tuple[str, ...]]:
+    """The id type (int64 or string) and each kept field's type, from the first block's lines.
 
-
-def _jsonl_id_type(block: Block, id_column: str) -> str:
-    """int64 or string, from the first record's id; the other records must match (checked when read)."""
-    if block.rows == 0:
-        return "string"  # an empty .jsonl says nothing about its ids; string is the common case
-    with open(block.source, "rb") as handle:
-        record = _json_record(handle.readline(), block.source, 1)
-    return _json_id_type(record, id_column, block.source, 1)
-
-
-def _json_record(line: bytes, source: str, line_number: int) -> dict[str, Any]:
-    try:
-        record = json.loads(line)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ValueError(f"{source}:{line_number} is not valid JSON: {exc}") from None
-    if not isinstance(record, dict):
-        raise ValueError(f"{source}:{line_number} is {type(record).__name__}; expected a JSON object")
-    return record
-
-
-def _json_id_type(record: dict[str, Any], id_column: str, source: str, line_number: int) -> str:
-    if id_column not in record:
-        raise ValueError(f"{source}:{line_number} has no id field {id_column!r}; choose it with --id-column")
-    value = record[id_column]
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, int) and not isinstance(value, bool):
-        return "int64"
-    raise ValueError(f"{source}:{line_number}: id {value!r} is {type(value).__name__}; expected an integer or a string")
-
-
-def read_block(block: Block, text_column: str, id_column: str, id_type: str) -> tuple[pa.Array, list[Any]]:
-    """The ids (arrow array of the id column's type) and the texts (as read: possibly None or MISSING).
-
-    Raises:
-        ValueError: a null id, an id of another type than the first, or a line that is not a JSON object;
-            the message names the file and the row or line.
-
+    The first line that parses with a usable id gives the id type; each kept field takes the type of its first
+    non-null value (JSON text when there is none). Lines that do not parse are left to the reader, which
+    reports or skips them with their line numbers.
     """
-    pa = import_pyarrow()
-    if block.kind is SourceKind.PARQUET:
-        return _read_parquet_block(block, text_column, id_column)
-    with open(block.source, "rb") as handle:
-        handle.seek(block.byte_start)
-        data = handle.read(block.byte_end - block.byte_start)
-    lines = data.split(b"\n")
-    if lines and lines[-1] == b"":
-        lines.pop()  # the newline that ends the last line does not start another
-    if len(lines) != block.rows:
-        raise ValueError(
-            f"{block.source} changed since the job was planned: {len(lines)} lines where {block.rows} were "
-            f"at line {block.start + 1}"
-        )
-    if block.kind is SourceKind.TXT:
-        # surrogateescape: an invalid UTF-8 byte becomes a lone surrogate, reported as a bad row with its id.
-        texts: list[Any] = [line.removesuffix(b"\r").decode("utf-8", "surrogateescape") for line in lines]
-        return pa.array(range(block.start, block.start + block.rows), pa.int64()), texts
-    ids: list[Any] = []
-    texts = []
-    for offset, line in enumerate(lines):
-        number = block.start + offset + 1
-        record = _json_record(line, block.source, number)
-        kind = _json_id_type(record, id_column, block.source, number)
-        if kind != id_type:
-            raise ValueError(
-                f"{block.source}:{number}: id {record[id_column]!r} is not {id_type} like the first line's id; "
-                "all ids must have one type"
-            )
-        ids.append(record[id_column])
-        texts.append(record.get(text_column, MISSING))
-    return pa.array(ids, pa.string() if id_type == "string" else pa.int64()), texts
-
-
-def _read_parquet_block(block: Block, text_column: str, id_column: str) -> tuple[pa.Array, list[Any]]:
-    pa = import_pyarrow()
-    file = pa.parquet.ParquetFile(block.source)
-    meta = file.metadata
-    groups, first, row = [], None, 0
-    for index in range(meta.num_row_groups):
-        size = meta.row_group(index).num_rows
-        if row + size > block.start and row < block.start + block.rows:
-            groups.append(index)
-            first = row if first is None else first
-        row += size
-    if groups:
-        table = file.read_row_groups(groups, columns=[id_column, text_column])
-        table = table.slice(block.start - (first or 0), block.rows)
-    else:
-        table = file.schema_arrow.empty_table().select([id_column, text_column])
-    if table.num_rows != block.rows:
-        raise ValueError(
-            f"{block.source} changed since the job was planned: {table.num_rows} rows where "
-            f"{block.rows} were from row {block.start}"
-        )
-    ids = table.column(id_column).combine_chunks()
-    if ids.null_count:
-        row_of_null = block.start + ids.is_null().to_pylist().index(True)
-        raise ValueError(f"{block.source}: row {row_of_null} has a null id in column {id_column!r}")
-    return ids, table.column(text_column).to_pylist()
+    if first_block.rows == 0:
+        return "string", tuple(records.JSON_TEXT for _ in keep_columns)  # an empty file says nothing
+    with source.fs.open_input_file(first_block.path) as handle:
+        data = handle.read_at(first_block.byte_end - first_block.byte_start, first_block.byte_start)
+    found_id: str | None = None
+    kinds: dict[str, str] = {}
+    for number, line in enumerate(bytes(data).split(b"\n")[: first_block.rows], start=1):
+        try:
+            record = records.parse_record(line, first_block.source, number)
+            found_id = found_id or records.id_type(record, id_column, first_block.source, number)
+        except records.RecordError:
+            continue
+        for column in keep_columns:
+            kind = records.value_type(record.get(column))
+            if column not in kinds and kind is not None:
+                kinds[column] = kind
+        if len(kinds) == len(keep_columns):
+            break  # the id type is known too: a line without one never gets here
+    return found_id or "string", tuple(kinds.get(c, records.JSON_TEXT) for c in keep_columns)

@@ -65,7 +65,7 @@ def cross_encoder(request, tmp_path_factory, minilm_dir):
         config = json.loads((source / "config.json").read_text())
         config["sbert_ce_default_activation_function"] = "torch.nn.modules.linear.Identity"
         (source / "config.json").write_text(json.dumps(config))
-    out = export(source, tmp / "out", variants="fp32,int8", progress=False)
+    out = export(source, tmp / "out", variants="fp32,fp16,int8", progress=False)
     return source, out
 
 
@@ -113,6 +113,21 @@ def test_int8_predict_is_close(cross_encoder):
     logits = _reference(source).predict(PAIRS, activation_fn=torch.nn.Identity())
     got = Reranker.load(out, variant="int8").predict(PAIRS, activation="Identity")
     assert np.abs(got - logits).max() <= 0.25
+
+
+def test_fp16_is_checked_where_it_runs(cross_encoder):
+    from conftest import fp16_runs_on_cpu
+
+    source, out = cross_encoder
+    parity = json.loads((out / "manifest.json").read_text())["variants"]["fp16"]["parity"]
+    if not fp16_runs_on_cpu(out / "model.fp16.onnx"):
+        assert "skipped" in parity
+        return
+    import torch
+
+    logits = _reference(source).predict(PAIRS, activation_fn=torch.nn.Identity())
+    got = Reranker.load(out, variant="fp16").predict(PAIRS, activation="Identity")
+    assert parity["max_abs_diff"] <= 2e-2 and np.abs(got - logits).max() <= 2e-2
 
 
 def test_rank_matches_cross_encoder(cross_encoder):

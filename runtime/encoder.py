@@ -21,7 +21,7 @@ from embedrt.precision import Precision, quantize
 from embedrt.progress import Progress
 from embedrt.session import Device
 from embedrt.similarity import SIMILARITY
-from embedrt.tokenizer import Tokenizer, check_texts, load_tokenizer
+from embedrt.tokenizer import Tokenizer, TruncationSide, check_texts, load_tokenizer
 
 if TYPE_CHECKING:
     from embedrt.unigram import UnigramTokenizer
@@ -175,9 +175,14 @@ class Encoder:
             "int8_kernel": self.int8_check.as_dict() if self.int8_check else None,
         }
 
-    def token_ids(self, texts: Sequence[str], add_special_tokens: bool = True) -> list[list[int]]:
-        """Each text's token ids, truncated to max_seq_length, unpadded; [CLS] and [SEP] unless told not to."""
-        rows = self.tokenizer.encode_batch(texts, self.max_seq_length)  # it checks the texts
+    def token_ids(
+        self, texts: Sequence[str], add_special_tokens: bool = True, truncation: str | TruncationSide = "right"
+    ) -> list[list[int]]:
+        """Each text's token ids, unpadded, truncated to max_seq_length; [CLS] and [SEP] unless told not to.
+
+        ``truncation`` ``right`` keeps a long text's start, ``left`` its end.
+        """
+        rows = self.tokenizer.encode_batch(texts, self.max_seq_length, TruncationSide.parse(truncation))
         return rows if add_special_tokens else [row[1:-1] for row in rows]
 
     @functools.cached_property
@@ -246,6 +251,7 @@ class Encoder:
         normalize: bool | None = None,
         dimensions: int | None = None,
         batch_size: int = 32,
+        truncation: str | TruncationSide = "right",
     ) -> Embedding:
         """Vectors plus each text's token count and truncation, from one tokenization: what a server needs.
 
@@ -256,17 +262,39 @@ class Encoder:
             dimensions: keep the first values only; normalized vectors are normalized again after the cut,
                 so they stay unit vectors, as OpenAI's ``dimensions`` returns them.
             batch_size: most texts per onnxruntime call.
+            truncation: which end of a text longer than max_seq_length is kept (prompt included): its start
+                (``right``, as sentence-transformers truncates) or its end (``left``, as text-embeddings-inference's
+                ``truncation_direction``).
+
+        Raises:
+            ValueError: ``left`` with a prompt on a model whose pooling leaves the prompt out (the prompt's
+                tokens may be cut, so they could not be told apart), or a bad option.
 
         """
         texts = list(check_texts(texts))
         positive_int("batch_size", batch_size)
         dim = self._check_truncate_dim(dimensions)
-        vectors, ids, truncated = self._embed(texts, batch_size, prompt, False)
+        side = self.check_truncation(prompt, truncation)
+        vectors, ids, truncated = self._embed(texts, batch_size, prompt, False, side)
         if dim < self.dimension:
             vectors = vectors[:, :dim]
         if self.config.normalize if normalize is None else normalize:
             vectors = pooling.normalize(vectors)  # the argument ``normalize`` hides the function here
         return Embedding(np.ascontiguousarray(vectors), [len(row) for row in ids], truncated)
+
+    def check_truncation(self, prompt: str, truncation: str | TruncationSide) -> TruncationSide:
+        """The truncation side for texts embedded with ``prompt``; a ValueError where the two cannot go together.
+
+        ``left`` with a prompt is refused on a model whose pooling leaves the prompt out (include_prompt false):
+        left truncation may cut the prompt, and its tokens could not be told apart from the text's.
+        """
+        side = TruncationSide.parse(truncation)
+        if side is TruncationSide.LEFT and self._prompt_length(prompt):
+            raise ValueError(
+                "'left' truncation with a prompt is not supported for this model: its pooling leaves the prompt "
+                "out (include_prompt false), and left truncation may cut the prompt"
+            )
+        return side
 
     def resolve_prompt(self, prompt_name: str | None = None, prompt: str | None = None) -> str:
         """The prompt text: ``prompt`` when given, else the model's prompt ``prompt_name`` (or its default one).
@@ -292,12 +320,17 @@ class Encoder:
         return SIMILARITY[self.config.sentence_transformer.similarity_fn](a, b)
 
     def _embed(
-        self, texts: list[str], batch_size: int, prompt: str, progress: bool
+        self,
+        texts: list[str],
+        batch_size: int,
+        prompt: str,
+        progress: bool,
+        side: TruncationSide = TruncationSide.RIGHT,
     ) -> tuple[np.ndarray, list[list[int]], list[bool]]:
         """Pooled (not normalized) float32 embeddings in input order, the token ids and the truncation flags."""
         if prompt:
             texts = [prompt + t for t in texts]
-        ids, truncated = self.tokenizer.encode_batch_truncated(texts, self.max_seq_length)
+        ids, truncated = self.tokenizer.encode_batch_truncated(texts, self.max_seq_length, side)
         prompt_length = self._prompt_length(prompt)
         bar = Progress("encode", len(texts), enabled=progress)
         if len(ids) == 1:  # the latency path: no ordering, no copy into a result array

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,10 +15,10 @@ from embedrt.dense import activate
 from embedrt.int8_kernel import Int8Check
 from embedrt.loading import open_variant
 from embedrt.manifest import CrossEncoderInfo, Manifest, ModelKind, Variant
-from embedrt.pairs import check_pairs, encode_pairs, encode_pairs_truncated, pad_pairs
+from embedrt.pairs import PairText, Text, check_pairs, encode_pairs, encode_pairs_truncated, pad_pairs
 from embedrt.progress import Progress
 from embedrt.session import Device
-from embedrt.tokenizer import Tokenizer, check_texts
+from embedrt.tokenizer import Tokenizer, TruncationSide, check_texts
 
 
 @dataclass(frozen=True)
@@ -114,6 +115,31 @@ class Reranker:
             "int8_kernel": self.int8_check.as_dict() if self.int8_check else None,
         }
 
+    def query(self, text: str, truncation: str | TruncationSide = "right") -> PairText:
+        """A query checked and tokenized once (as far as truncation can need), for many pairs.
+
+        Pass it in the pairs of ``score`` with the same ``truncation``.
+        """
+        return PairText(self.tokenizer, text, self.max_length, truncation)
+
+    def token_ids(self, texts: Sequence[str], add_special_tokens: bool = True) -> list[list[int]]:
+        """Each text alone as the model's tokenizer sees it: ``[CLS] text [SEP]`` cut to max_length, unpadded.
+
+        Without [CLS] and [SEP] when ``add_special_tokens`` is false.
+        """
+        rows = self.tokenizer.encode_batch(texts, self.max_length)
+        return rows if add_special_tokens else [row[1:-1] for row in rows]
+
+    @functools.cached_property
+    def id_tokens(self) -> dict[int, str]:
+        """Each id's token text, to show what ``token_ids`` returned."""
+        return self.tokenizer.tokens_by_id()
+
+    @property
+    def special_ids(self) -> frozenset[int]:
+        """Ids of the tokenizer's special tokens ([CLS], [SEP], [PAD], [UNK], added tokens)."""
+        return self.tokenizer.special_ids
+
     def tokenize(self, pairs: Sequence[Sequence[str]]) -> dict[str, np.ndarray]:
         """input_ids, attention_mask and token_type_ids of the pairs (int64), padded, cut to ``max_length``."""
         rows, starts = encode_pairs(self.tokenizer, check_pairs(pairs), self.max_length)
@@ -125,11 +151,21 @@ class Reranker:
         """The raw scores, (n, num_labels) float32, in input order."""
         return self.score(pairs, batch_size, show_progress_bar).logits
 
-    def score(self, pairs: Sequence[Sequence[str]], batch_size: int = 32, show_progress_bar: bool = False) -> Scored:
-        """Logits plus each pair's token count and truncation, from one tokenization: what a server needs."""
+    def score(
+        self,
+        pairs: Sequence[Sequence[Text]],
+        batch_size: int = 32,
+        show_progress_bar: bool = False,
+        truncation: str | TruncationSide = "right",
+    ) -> Scored:
+        """Logits plus each pair's token count and truncation, from one tokenization: what a server needs.
+
+        A text may be a :class:`~embedrt.pairs.PairText` from ``query`` (made with the same ``truncation``);
+        ``truncation`` ``left`` keeps the end of each text that longest_first truncation cuts.
+        """
         checked = check_pairs(pairs)
         positive_int("batch_size", batch_size)
-        rows, starts, truncated = encode_pairs_truncated(self.tokenizer, checked, self.max_length)
+        rows, starts, truncated = encode_pairs_truncated(self.tokenizer, checked, self.max_length, truncation)
         out = np.empty((len(rows), self.num_labels), dtype=np.float32)
         order = np.argsort([-len(r) for r in rows], kind="stable")  # similar lengths together: less padding
         bar = Progress("rerank", len(rows), enabled=show_progress_bar)

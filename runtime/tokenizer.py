@@ -26,6 +26,7 @@ the position, instead of producing ids the reference would never produce.
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 from bisect import bisect_right
@@ -38,20 +39,22 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from embedrt import _unicode_tables as _tables
-from embedrt.config import read_json, require
+from embedrt.config import Choice, read_json, require
 
 if TYPE_CHECKING:
     from embedrt.unigram import UnigramTokenizer
 
-__all__ = ["BatchEncoder", "Tokenizer", "TokenizerConfig", "TokenizerError", "load_tokenizer"]
+__all__ = ["BatchEncoder", "Tokenizer", "TokenizerConfig", "TokenizerError", "TruncationSide", "load_tokenizer"]
 
 Ranges = Sequence[tuple[int, int]]
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
-# Bounds the per-piece WordPiece cache and the lazily filled translate table (entries, not bytes).
+# Bounds the per-piece WordPiece cache (entries, and characters of the pieces kept) and the lazily filled
+# translate table (entries). A piece longer than a word can be is never kept: it is [UNK] after a length check.
 _CACHE_CAP = 200_000
+_CACHE_CHARS = 2_000_000
 _TRANSLATE_CAP = 65_536
-# The first chunk of a long text that _encode_prefix tokenizes (at least 8 characters per id it needs).
+# The first chunk of a long text that _encode_within tokenizes (at least 8 characters per id it needs).
 _MIN_CHUNK_CHARS = 4096
 
 
@@ -87,6 +90,15 @@ class _LazyTable(dict[int, "str | None"]):
         return value
 
 
+def cache_add(cache: dict[str, Any], key: str, value: Any, chars: int) -> int:
+    """Add one entry to a per-piece cache, emptying it first when full (entries or characters); the new count."""
+    if len(cache) >= _CACHE_CAP or chars + len(key) > _CACHE_CHARS:
+        cache.clear()
+        chars = 0
+    cache[key] = value
+    return chars + len(key)
+
+
 class _WordPiece(dict[str, "tuple[int, ...]"]):
     """WordPiece ids per pre-tokenized piece; the dict is the cache and ``__missing__`` does the work."""
 
@@ -96,15 +108,15 @@ class _WordPiece(dict[str, "tuple[int, ...]"]):
         self._unk = (unk_id,)
         self._prefix = prefix
         self._max_chars = max_chars
+        self._chars = 0  # characters of the cached pieces
         # No candidate longer than the longest vocabulary entry can match.
         self._max_first = max((len(t) for t in vocab), default=0)
         self._max_next = max((len(t) - len(prefix) for t in vocab if t.startswith(prefix)), default=0)
 
     def __missing__(self, piece: str) -> tuple[int, ...]:
         ids = self._split(piece)
-        if len(self) >= _CACHE_CAP:
-            self.clear()
-        self[piece] = ids
+        if len(piece) <= self._max_chars:  # a longer piece is [UNK] anyway: holding it would only cost memory
+            self._chars = cache_add(self, piece, ids, self._chars)
         return ids
 
     def _split(self, piece: str) -> tuple[int, ...]:
@@ -131,6 +143,17 @@ class _WordPiece(dict[str, "tuple[int, ...]"]):
                 return token_id, end
             end -= 1
         return None
+
+
+def _ranges(points: Sequence[int]) -> list[tuple[int, int]]:
+    """Sorted code points as inclusive ranges."""
+    ranges: list[tuple[int, int]] = []
+    for cp in points:
+        if ranges and ranges[-1][1] == cp - 1:
+            ranges[-1] = (ranges[-1][0], cp)
+        else:
+            ranges.append((cp, cp))
+    return ranges
 
 
 def _char_class(ranges: Ranges) -> str:
@@ -324,16 +347,28 @@ def read_vocab_txt(path: Path) -> dict[str, int]:
         return {line.rstrip("\n"): i for i, line in enumerate(f)}
 
 
+class TruncationSide(Choice):
+    """Which end of a text truncation keeps: its start (``right``: the end is cut) or its end (``left``)."""
+
+    RIGHT = "right"
+    LEFT = "left"
+
+
 class BatchEncoder:
     """Batching, truncation and padding shared by the tokenizers, as the reference does them.
 
     A subclass sets ``_prefix_ids`` / ``_suffix_ids`` (the special tokens its post-processor puts around a single
-    text) and ``pad_id``, and gives ``_encode`` (a whole text's ids) and ``_encode_prefix``: the ids of a text's
-    start, at least ``need`` of them.
+    text) and ``pad_id``, and gives ``_encode`` (a whole text's ids) and ``_find_cut``: positions where a text can
+    be cut so that the ids of the two parts joined are the ids of the whole (no normalizer step, added token or
+    pre-tokenizer piece reaches across). With them, only as much of a long text is tokenized as its truncation
+    needs (``_encode_within``).
     """
 
     _prefix_ids: tuple[int, ...] = ()
     _suffix_ids: tuple[int, ...] = ()
+    # Where no cut exists within this many chunk sizes, the text is cut anyway there and the rest is dropped
+    # unread (as text-embeddings-inference caps characters); None: runs without a cut are cheap, read them all.
+    _run_cap: int | None = None
 
     @property
     def pad_id(self) -> int:
@@ -343,8 +378,13 @@ class BatchEncoder:
     def _encode(self, text: str) -> list[int]:
         raise NotImplementedError
 
-    def _encode_prefix(self, text: str, need: int) -> list[int]:
+    def _find_cut(self, text: str, lo: int, hi: int, last: bool) -> int:
+        """A position in [lo, hi) where ``text`` can be cut exactly: the first (or with ``last`` the last), or -1."""
         raise NotImplementedError
+
+    def _forced_cut(self, text: str, pos: int) -> int:
+        """Where to cut near ``pos`` when no exact cut is within reach (only with ``_run_cap``)."""
+        return pos
 
     def tokenize_ids(self, text: str) -> list[int]:
         """Token ids of one text, without the special tokens around it and not truncated."""
@@ -353,15 +393,66 @@ class BatchEncoder:
         _check_surrogates(text, "text")
         return self._encode(text)
 
-    def encode_batch(self, texts: Sequence[str], max_length: int) -> list[list[int]]:
-        """Per text: the special tokens around ids[: max_length - their count], unpadded."""
-        return self.encode_batch_truncated(texts, max_length)[0]
+    def encode_within(
+        self, text: str, need: int, side: str | TruncationSide = TruncationSide.RIGHT
+    ) -> tuple[list[int], bool]:
+        """Ids of the start (``right``) or end (``left``) of a checked text, and whether characters were dropped.
 
-    def encode_batch_truncated(self, texts: Sequence[str], max_length: int) -> tuple[list[list[int]], list[bool]]:
+        The ids are all of them, or at least ``need`` where the text has more; characters are dropped unread only
+        past a run with no cut (see ``_run_cap``), which counts as truncation. Tokenizes growing chunks between
+        exact cuts from the kept end, so a 3 MB text costs about what its first (or last) few thousand characters
+        cost.
+        """
+        size = max(_MIN_CHUNK_CHARS, 8 * need)
+        if len(text) <= size:
+            return self._encode(text), False
+        if TruncationSide.parse(side) is TruncationSide.LEFT:
+            return self._encode_end(text, need, size)
+        return self._encode_start(text, need, size)
+
+    def _encode_start(self, text: str, need: int, size: int) -> tuple[list[int], bool]:
+        ids: list[int] = []
+        start, n = 0, len(text)
+        while start < n and len(ids) < need:
+            reach = n if self._run_cap is None else min(n, start + self._run_cap * size)
+            end = self._find_cut(text, start + size, reach, False) if start + size < n else n
+            if end < 0 and reach < n:
+                end = self._forced_cut(text, reach)
+                return ids + self._encode(text[start:end]), True
+            end = n if end < 0 else end
+            ids += self._encode(text[start:end])
+            start, size = end, size * 2
+        return ids, False
+
+    def _encode_end(self, text: str, need: int, size: int) -> tuple[list[int], bool]:
+        chunks: list[list[int]] = []
+        count, end = 0, len(text)
+        dropped = False
+        while end > 0 and count < need:
+            reach = 0 if self._run_cap is None else max(0, end - self._run_cap * size)
+            start = self._find_cut(text, max(reach, 1), end - size + 1, True) if end - size > 0 else 0
+            if start < 0 and reach > 0:
+                start, dropped = self._forced_cut(text, reach), True
+            start = max(start, 0)
+            chunks.append(self._encode(text[start:end]))
+            count += len(chunks[-1])
+            end, size = start, size * 2
+            if dropped:
+                break
+        return list(chain.from_iterable(reversed(chunks))), dropped
+
+    def encode_batch(
+        self, texts: Sequence[str], max_length: int, side: str | TruncationSide = TruncationSide.RIGHT
+    ) -> list[list[int]]:
+        """Per text: the special tokens around its first (or with ``left`` last) max_length - their count ids."""
+        return self.encode_batch_truncated(texts, max_length, side)[0]
+
+    def encode_batch_truncated(
+        self, texts: Sequence[str], max_length: int, side: str | TruncationSide = TruncationSide.RIGHT
+    ) -> tuple[list[list[int]], list[bool]]:
         """``encode_batch``, and per text whether it had more tokens than fit (so it was truncated).
 
-        Only as much of a long text is tokenized as the cut needs (see ``_encode_prefix``): a 3 MB text costs
-        about what its first few thousand characters cost.
+        Only as much of a long text is tokenized as the cut needs (see ``encode_within``).
         """
         prefix, suffix = self._prefix_ids, self._suffix_ids
         keep = _check_max_length(max_length) - len(prefix) - len(suffix)
@@ -369,11 +460,13 @@ class BatchEncoder:
             raise TokenizerError(
                 f"max_length {max_length} leaves no room for the {len(prefix) + len(suffix)} special tokens"
             )
+        side = TruncationSide.parse(side)
         rows, truncated = [], []
         for text in check_texts(texts):
-            ids = self._encode_prefix(text, keep + 1)
-            rows.append([*prefix, *ids[:keep], *suffix])
-            truncated.append(len(ids) > keep)
+            ids, dropped = self.encode_within(text, keep + 1, side)
+            kept = ids[:keep] if side is TruncationSide.RIGHT else ids[len(ids) - keep :] if keep else []
+            rows.append([*prefix, *kept, *suffix])
+            truncated.append(dropped or len(ids) > keep)
         return rows, truncated
 
     def pad(self, rows: Sequence[Sequence[int]]) -> tuple[np.ndarray, np.ndarray]:
@@ -417,7 +510,6 @@ class Tokenizer(BatchEncoder):
                 raise TokenizerError(f"{name} {getattr(config, name)!r} is not in the vocabulary")
         self._prefix_ids, self._suffix_ids = (self.cls_id,), (self.sep_id,)
         self._special_re = self._special_pattern(self._added)
-        self._cut_at_spaces = not any(" " in token for token in self._added)  # see _encode_prefix
         self._pre_lower = dict(_tables.LOWERCASE) if do_lower_case else None
         self._clean_map = self._clean_table(config)
         self._marks_lower_map = self._mark_lower_table(config)
@@ -493,24 +585,48 @@ class Tokenizer(BatchEncoder):
         """Ids of the special tokens ([CLS], [SEP], [PAD], [UNK] and the added tokens)."""
         return frozenset({self.cls_id, self.sep_id, self.pad_id, self.unk_id, *self._added.values()})
 
-    def _encode_prefix(self, text: str, need: int) -> list[int]:
-        """The ids of ``text``'s start: all of them, or at least ``need`` where it has more.
+    def _find_cut(self, text: str, lo: int, hi: int, last: bool) -> int:
+        """The first (or last) cut in [lo, hi), or -1: just before a boundary character (see ``_boundaries``).
 
-        Tokenizes growing chunks cut just before a space (U+0020): the reference splits words at every space,
-        and no added token holds one (checked at load), so the ids of the chunks joined equal the ids of the
-        whole text. A chunk holds at least 8 characters per needed id; the loop stops once ``need`` ids are in.
+        No piece, added token or normalizer step reaches across one, so the ids of the two parts joined equal the
+        ids of the whole text.
         """
-        size = max(_MIN_CHUNK_CHARS, 8 * need)
-        if len(text) <= size or not self._cut_at_spaces:
-            return self._encode(text)
-        ids: list[int] = []
-        start = 0
-        while start < len(text) and len(ids) < need:
-            end = text.find(" ", start + size)
-            end = len(text) if end < 0 else end
-            ids += self._encode(text[start:end])
-            start, size = end, size * 2
-        return ids
+        if lo >= hi:
+            return -1
+        first, final = self._boundaries
+        found = (final.match if last else first.search)(text, lo, hi)
+        return -1 if found is None else found.end() - 1 if last else found.start()
+
+    @functools.cached_property
+    def _boundaries(self) -> tuple[re.Pattern[str], re.Pattern[str]]:
+        """Patterns finding the first and the last boundary character of a span.
+
+        Boundaries are whitespace, punctuation and (with handle_chinese_chars) CJK ideographs that normalize to
+        whitespace or punctuation at both ends, start a new canonical-ordering run, and appear in no added token
+        (so no added-token match can span them).
+        """
+        in_added = set("".join(self._added))
+        ws_punct = _RangeSet(sorted([*_tables.WHITESPACE, *_tables.PUNCTUATION]))
+        candidates = [*_tables.WHITESPACE, *_tables.PUNCTUATION]
+        if self.config.clean_text:
+            candidates += _tables.CLEAN_TO_SPACE
+
+        def boundary(char: str) -> bool:
+            normalized = self._normalize(char)
+            return (
+                char not in in_added
+                and bool(normalized)
+                and ord(normalized[0]) in ws_punct
+                and ord(normalized[-1]) in ws_punct
+                and unicodedata.combining(unicodedata.normalize("NFD", char)[0]) == 0
+            )
+
+        points = sorted({cp for a, b in candidates for cp in range(a, b + 1) if boundary(chr(cp))})
+        ranges = _ranges(points)
+        if self.config.handle_chinese_chars and not any(ord(c) in _RangeSet(_tables.CJK) for c in in_added):
+            ranges += list(_tables.CJK)  # each becomes " c " before anything else looks at it
+        char_class = f"[{_char_class(ranges)}]"
+        return re.compile(char_class), re.compile(f".*{char_class}", re.DOTALL)
 
     def _encode(self, text: str) -> list[int]:
         if self._special_re is None:

@@ -43,15 +43,20 @@ from embedrt.tokenizer import (
     BatchEncoder,
     TokenizerError,
     _read_json,
+    cache_add,
 )
 
 __all__ = ["UnigramTokenizer", "read_tokenizer_json"]
 
-# Bounds of the per-piece cache, of the per-character / per-grapheme charsmap caches (entries).
-_CACHE_CAP = 200_000
+# Bounds of the per-character / per-grapheme charsmap caches (entries); the per-piece cache is bounded by
+# embedrt.tokenizer.cache_add.
 _CHARSMAP_CACHE_CAP = 65_536
-# The first chunk of a long text that _encode_prefix tokenizes (at least 8 characters per id it needs).
-_MIN_CHUNK_CHARS = 4096
+# Pieces (Metaspace words) and grapheme clusters longer than this are never cached: real words are shorter, and
+# a text with no space would otherwise be kept whole.
+_CACHED_PIECE_CHARS = 100
+# Characters past which a space-free run is cut anyway: 4 chunks (16k characters at 512 tokens), see _run_cap.
+_RUN_CAP = 4
+_JOINING = frozenset((_gr.EXTEND, _gr.ZWJ, _gr.SPACING_MARK))  # grapheme categories that join what precedes
 # Rust's char::is_whitespace and regex \s: the White_Space property (Python's str.isspace adds U+001C-U+001F).
 _WHITE_SPACE = "\t\n\v\f\r \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000"  # noqa: E501
 _K_UNK_PENALTY = 10.0  # tokenizers' kUnkPenalty: unknown characters score min_score - 10
@@ -549,6 +554,7 @@ class _Unigram(dict[str, "tuple[int, ...]"]):
         self._trie = self._build_trie(self.ids, scores)
         self._bytes = [self.ids.get(f"<0x{b:02X}>") for b in range(256)]
         self._source = source
+        self._chars = 0  # characters of the cached pieces
 
     @staticmethod
     def _build_trie(ids: Mapping[str, int], scores: Sequence[float]) -> dict[str, Any]:
@@ -567,9 +573,8 @@ class _Unigram(dict[str, "tuple[int, ...]"]):
 
     def __missing__(self, piece: str) -> tuple[int, ...]:
         ids = tuple(self._ids_of(self._viterbi(piece)))
-        if len(self) >= _CACHE_CAP:
-            self.clear()
-        self[piece] = ids
+        if len(piece) <= _CACHED_PIECE_CHARS:
+            self._chars = cache_add(self, piece, ids, self._chars)
         return ids
 
     def _viterbi(self, piece: str) -> list[str]:
@@ -962,6 +967,10 @@ class UnigramTokenizer(BatchEncoder):
     the caches only ever hold complete entries.
     """
 
+    # A space-free run (CJK text, words joined by newlines) is one Metaspace piece, and the Viterbi over it costs
+    # Python time per character: past _RUN_CAP chunks without a cut, the rest is dropped unread.
+    _run_cap = _RUN_CAP
+
     def __init__(
         self,
         data: Mapping[str, Any],
@@ -1102,33 +1111,28 @@ class UnigramTokenizer(BatchEncoder):
 
     # ------------------------------------------------------------ encoding
 
-    def _encode_prefix(self, text: str, need: int) -> list[int]:
-        """The ids of ``text``'s start: all of them, or at least ``need`` where it has more.
+    def _find_cut(self, text: str, lo: int, hi: int, last: bool) -> int:
+        """The first (or last) cut in [lo, hi), or -1: just before a space that :meth:`_cut_at` accepts.
 
-        Tokenizes growing chunks cut just before a space that :meth:`_cut_at` accepts (a space between two plain
-        characters, which no normalizer step, added token or pre-tokenizer rule reaches across), so the ids of the
-        chunks joined equal the ids of the whole text. A text without such a space is tokenized whole.
+        That is a space between two plain characters, which no normalizer step, added token or pre-tokenizer rule
+        reaches across, so the ids of the parts joined equal the ids of the whole text. The file's settings may
+        allow none.
         """
-        size = max(_MIN_CHUNK_CHARS, 8 * need)
-        if len(text) <= size or not self._cuttable:
-            return self._encode(text)
-        ids: list[int] = []
-        start = 0
-        while start < len(text) and len(ids) < need:
-            end = self._next_cut(text, start + size)
-            ids += self._encode(text[start:end])
-            start, size = end, size * 2
-        return ids
-
-    def _next_cut(self, text: str, pos: int) -> int:
-        """The first acceptable cut at or after ``pos``, else the end of the text."""
+        if not self._cuttable or lo >= hi:
+            return -1
+        pos = hi if last else lo
         while True:
-            pos = text.find(" ", pos)
-            if pos < 0:
-                return len(text)
-            if self._cut_at(text, pos):
+            pos = text.rfind(" ", lo, pos) if last else text.find(" ", pos, hi)
+            if pos < 0 or self._cut_at(text, pos):
                 return pos
-            pos += 1
+            pos += 0 if last else 1
+
+    def _forced_cut(self, text: str, pos: int) -> int:
+        """A grapheme boundary at or a little before ``pos`` (the Viterbi path may still differ near it)."""
+        for back in range(pos, max(pos - 32, 1), -1):
+            if _gr.category(text[back]) not in _JOINING and _gr.category(text[back - 1]) != _gr.PREPEND:
+                return back
+        return pos
 
     def _cut_at(self, text: str, pos: int) -> bool:
         """Whether the ids of text[:pos] and text[pos:] joined are those of the text, for a space at ``pos``.

@@ -46,7 +46,7 @@ from embedrt.serve.protocol import (
 )
 from embedrt.serve.request_ids import RequestIds, request_id
 from embedrt.serve.rerank import (
-    RERANK_KIND,
+    RerankKind,
     check_reranker,
     pair_sizes,
     pair_too_long,
@@ -54,8 +54,8 @@ from embedrt.serve.rerank import (
     relevance,
     rerank_compute,
     scores_info,
-    single_token_ids,
 )
+from embedrt.serve.tokens import TokenJson
 
 log = logging.getLogger("embedrt.serve")
 Handler = Callable[[Request], Awaitable[Response]]
@@ -127,7 +127,7 @@ class _Server:
         self.model, self.config, self.batcher, self.version = model, config, batcher, version
         self.kind = ModelKind.CROSS_ENCODER if isinstance(model, Reranker) else ModelKind.EMBEDDING
         self._metrics = metrics
-        self._id_tokens: dict[int, str] | None = None
+        self._tokens = TokenJson(model)
         self._key = config.api_key.encode() if config.api_key is not None else None
         self.draining = False
 
@@ -201,19 +201,14 @@ class _Server:
         return _json(orjson.dumps({"object": "list", "data": [model]}))
 
     async def tokenize(self, request: Request) -> Response:
-        """POST /tokenize (text-embeddings-inference): each text's tokens as the model sees them, truncated."""
+        """POST /tokenize (text-embeddings-inference): each text's tokens as the model sees them, truncated.
+
+        The answer is built on a model worker thread, its texts counted toward the queue budget meanwhile: it
+        runs under the same limits as embedding them would.
+        """
         texts, special = tokenize_request(await self._json(request), self.config.max_inputs)
-        rows = await asyncio.get_running_loop().run_in_executor(None, self._token_ids, texts, special)
-        tokens = self._tokens_by_id()
-        special_ids = self.model.tokenizer.special_ids
-        body = [
-            [
-                {"id": i, "text": tokens.get(i, ""), "special": i in special_ids, "start": None, "stop": None}
-                for i in row
-            ]
-            for row in rows
-        ]
-        return _json(orjson.dumps(body))
+        work = functools.partial(self._tokens.body, texts, special)
+        return _json(await self.batcher.call(work, sum(map(len, texts))))
 
     async def health(self, request: Request) -> Response:
         """GET /health: 200 once the model ran its warm-up pass, while cycles succeed and before a shutdown."""
@@ -285,30 +280,28 @@ class _Server:
                 code="model_not_found",
             )
 
-    def _token_ids(self, texts: list[str], add_special_tokens: bool) -> list[list[int]]:
-        if isinstance(self.model, Reranker):
-            return single_token_ids(self.model, texts, add_special_tokens)
-        return self.model.token_ids(texts, add_special_tokens)
-
-    def _tokens_by_id(self) -> dict[int, str]:
-        if isinstance(self.model, Encoder):
-            return self.model.id_tokens
-        if self._id_tokens is None:
-            self._id_tokens = self.model.tokenizer.tokens_by_id()
-        return self._id_tokens
-
     async def _embed(self, request: Request, req: EmbedRequest, encoder: Encoder) -> Rows:
         """Queue the texts; a text too long for the model is a 413 naming ``inputs[i]`` unless truncation is on."""
-        kind = Kind(self._prompt(req.prompt_name, encoder), req.normalize, req.dimensions)
+        prompt = self._prompt(req.prompt_name, encoder)
+        try:
+            encoder.check_truncation(prompt, req.truncation)
+        except ValueError as exc:
+            raise ApiError(400, f"'truncation_direction': {exc}", param="truncation_direction") from None
+        kind = Kind(prompt, req.normalize, req.dimensions, req.truncation)
         too_long = None if req.truncate else functools.partial(input_too_long, encoder.max_seq_length)
         return await self._queue(request, req.texts, kind, too_long)
 
     async def _rerank(self, request: Request, req: RerankRequest, reranker: Reranker, param: str) -> Rows:
-        """Queue the (query, document) pairs; with truncate false, a pair too long is a 413 naming ``param[i]``."""
-        pairs = [(req.query, document) for document in req.documents]
+        """Queue the (query, document) pairs; with truncate false, a pair too long is a 413 naming ``param[i]``.
+
+        The query is checked and tokenized once for all its pairs (only as far as truncation can need).
+        """
+        make_query = functools.partial(reranker.query, req.query, req.truncation)
+        query = await asyncio.get_running_loop().run_in_executor(None, make_query)
+        pairs = [(query, document) for document in req.documents]
         too_long = None if req.truncate else functools.partial(pair_too_long, param, reranker.max_length)
         sizes = pair_sizes(req.query, req.documents)
-        return await self._queue(request, pairs, RERANK_KIND, too_long, sizes)
+        return await self._queue(request, pairs, RerankKind(req.truncation), too_long, sizes)
 
     async def _queue(
         self,
@@ -338,10 +331,10 @@ class _Server:
 async def _read_body(request: Request, limit: int, timeout: float, budget: Batcher) -> bytes:
     """The body, refused with 413 as soon as it is known to pass ``limit`` (before reading it when declared).
 
-    Bodies count toward the queue's budget while they arrive (429 past it), so that many large bodies being
-    read at once cannot hold more memory than the queue may. A declared Content-Length is reserved whole before
-    reading, so bodies are admitted or refused one by one and partial reads never crowd each other out; a
-    chunked body reserves as its chunks arrive.
+    Bodies count toward the queue's budget as their bytes arrive (429 past it), so that many large bodies being
+    read at once cannot hold more memory than the queue may. Only what has arrived counts, never what a
+    Content-Length declares: connections that declare large bodies and send nothing must not lock everyone else
+    out of the budget.
     """
     declared = request.headers.get("content-length")
     length = int(declared) if declared is not None and declared.isdigit() else None
@@ -355,9 +348,6 @@ async def _read_body(request: Request, limit: int, timeout: float, budget: Batch
     chunks: list[bytes] = []
     size = 0
     reserved = 0
-    if length is not None:
-        budget.reserve(length)
-        reserved = length
 
     async def read() -> None:
         nonlocal size, reserved

@@ -24,12 +24,15 @@ from collections import deque
 from collections.abc import Callable, Hashable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
 from embedrt.encoder import Embedding, Encoder
 from embedrt.serve.errors import ApiError
+from embedrt.tokenizer import TruncationSide
+
+T = TypeVar("T")
 
 # Items per model cycle, which bounds what a small request waits behind large ones. One-sentence p99 beside two
 # 1,024-text requests (int8, 2 cycles x 1 thread; one run each): 193 ms with 64, 150 ms with 32, at the same
@@ -69,6 +72,7 @@ class Kind:
     prompt: str = ""
     normalize: bool | None = None
     dimensions: int | None = None
+    truncation: TruncationSide = TruncationSide.RIGHT
 
 
 def embedding_compute(encoder: Encoder) -> Compute:
@@ -82,6 +86,7 @@ def embedding_compute(encoder: Encoder) -> Compute:
             normalize=options.normalize,
             dimensions=options.dimensions,
             batch_size=ENCODE_BATCH_SIZE,
+            truncation=options.truncation,
         )
         return Rows(out.vectors, out.tokens, out.truncated)
 
@@ -238,6 +243,22 @@ class Batcher:
         rows = await self.run(texts, kind, too_long)
         return Embedding(rows.values, rows.tokens, rows.truncated)
 
+    async def call(self, work: Callable[[], T], size: int) -> T:
+        """Run ``work`` on one of the model's worker threads (a cycle slot), ``size`` counted in the queue budget.
+
+        For work beside the model's (``/tokenize``) that must not outrun the same limits.
+
+        Raises:
+            ApiError: 429 when the queue budget is full.
+
+        """
+        self.reserve(size)
+        try:
+            async with self._slots:
+                return await asyncio.get_running_loop().run_in_executor(self._executor, work)
+        finally:
+            self.release(size)
+
     @staticmethod
     def _full(what: str) -> ApiError:
         return ApiError(
@@ -251,16 +272,21 @@ class Batcher:
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
+            while not self._live_requests():  # no slot is held while waiting: ``call`` may use them all
+                self._wakeup.clear()
+                await self._wakeup.wait()
             await self._slots.acquire()
             slices = await self._next_cycle()
+            if not slices:  # every waiting client went away meanwhile
+                self._slots.release()
+                continue
             self._in_flight += 1
             cycle = loop.run_in_executor(self._executor, self._compute, slices)
             cycle.add_done_callback(functools.partial(self._finish, slices))
 
     async def _next_cycle(self) -> list[_Slice]:
-        while not self._live_requests():
-            self._wakeup.clear()
-            await self._wakeup.wait()
+        if not self._live_requests():
+            return []
         first = self._requests[0]
         slices = self._take(CYCLE_INPUTS)
         size = sum(s.end - s.start for s in slices)

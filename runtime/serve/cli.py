@@ -25,6 +25,7 @@ from embedrt.serve.config import (
     DEFAULT_MAX_QUEUE_BYTES,
     DEFAULT_MAX_REQUEST_BYTES,
     DEFAULT_MAX_WAIT_MS,
+    DEFAULT_WRITE_TIMEOUT_S,
 )
 from embedrt.session import Device, resolve_device
 from embedrt.version import embedrt_version
@@ -136,10 +137,18 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         f"(default: {DEFAULT_HEADER_TIMEOUT_S:g})",
     )
     srv.add_argument(
+        "--write-timeout",
+        type=float,
+        default=DEFAULT_WRITE_TIMEOUT_S,
+        help="seconds a client may read nothing of an answer waiting to be sent, then it is dropped "
+        f"(default: {DEFAULT_WRITE_TIMEOUT_S:g})",
+    )
+    srv.add_argument(
         "--max-connections",
         type=int,
         default=DEFAULT_MAX_CONNECTIONS,
-        help=f"open connections and requests past which new requests get 503 (default: {DEFAULT_MAX_CONNECTIONS})",
+        help="open connections and requests past which new requests get a JSON 503 "
+        f"(default: {DEFAULT_MAX_CONNECTIONS})",
     )
     srv.add_argument("--access-log", action="store_true", help="log every request line (method, path, status)")
     env_defaults(srv)
@@ -186,8 +195,9 @@ def run(args: argparse.Namespace) -> int:
     if args.model_dir is None:
         raise ValueError(f"no model directory: pass MODEL_DIR or set {ENV_PREFIX}MODEL_DIR")
     positive_int("--max-connections", args.max_connections)
-    if args.header_timeout <= 0:
-        raise ValueError(f"--header-timeout must be > 0 seconds, got {args.header_timeout:g}")
+    for option in ("header_timeout", "write_timeout"):
+        if getattr(args, option) <= 0:
+            raise ValueError(f"--{option.replace('_', '-')} must be > 0 seconds, got {getattr(args, option):g}")
     api_key = args.api_key if args.api_key is not None else os.environ.get(API_KEY_ENV) or None
     device = resolve_device(Device.parse(args.device))
     variant = Variant.parse(args.variant) if args.variant is not None else default_variant(device)
@@ -227,6 +237,8 @@ def run(args: argparse.Namespace) -> int:
         file=sys.stderr,
         flush=True,
     )
+    if api_key is None and not _loopback(args.host):
+        print(exposed_warning(args.host), file=sys.stderr, flush=True)
     if args.shutdown_delay < 0:
         raise ValueError(f"--shutdown-delay must be >= 0 seconds, got {args.shutdown_delay:g}")
     server = DelayedExit(
@@ -241,7 +253,7 @@ def run(args: argparse.Namespace) -> int:
             log_level="info" if args.access_log else "warning",
             timeout_keep_alive=KEEP_ALIVE_S,
             timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
-            **protocol_kwargs(args.header_timeout, args.max_connections),
+            **protocol_kwargs(args.header_timeout, args.write_timeout, args.max_connections),
         ),
     )
     # uvicorn re-raises the signal it shut down for once it is done, which would end the process with -15 (or a
@@ -251,6 +263,27 @@ def run(args: argparse.Namespace) -> int:
         signal.signal(signum, lambda signum, frame: None)
     server.run()
     return 0 if server.started else 1
+
+
+def exposed_warning(host: str) -> str:
+    """What the server says at start when it listens beyond this machine without a key."""
+    return (
+        f"WARNING: embedrt serve listens on {host} without an API key: anyone who can reach this address can use "
+        f"every route, /metrics and /info included. Set {API_KEY_ENV} (or --api-key), or bind 127.0.0.1 behind "
+        "an authenticating proxy."
+    )
+
+
+def _loopback(host: str) -> bool:
+    """Whether ``host`` is this machine only (127.0.0.0/8, ::1, localhost)."""
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def model_kind(model_dir: Path) -> ModelKind:

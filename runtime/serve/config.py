@@ -15,6 +15,7 @@ DEFAULT_MAX_BATCH_TOKENS = 4096  # gathered per model cycle (the Encoder splits 
 DEFAULT_MAX_WAIT_MS = 2.0
 DEFAULT_BODY_TIMEOUT_S = 10.0
 DEFAULT_HEADER_TIMEOUT_S = 10.0  # a connection that sends no complete request head in this time is closed
+DEFAULT_WRITE_TIMEOUT_S = 10.0  # a client that reads nothing of a waiting answer for this long is dropped
 DEFAULT_MAX_CONNECTIONS = 1024  # past it, uvicorn answers 503 (each connection holds a file descriptor)
 
 

@@ -18,7 +18,7 @@ import orjson
 
 from embedrt.config import Choice
 from embedrt.serve.errors import ApiError
-from embedrt.tokenizer import check_texts
+from embedrt.tokenizer import TruncationSide, check_texts
 
 
 class EncodingFormat(Choice):
@@ -43,6 +43,7 @@ class EmbedRequest:
     prompt_name: str | None = None
     encoding_format: EncodingFormat | None = None  # None: float
     model: str | None = None
+    truncation: TruncationSide = TruncationSide.RIGHT  # text-embeddings-inference's truncation_direction
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,7 @@ class RerankRequest:
     truncate: bool = True  # False: a pair longer than the model takes is a 413
     top_n: int | None = None  # /v1/rerank: keep the best N
     model: str | None = None
+    truncation: TruncationSide = TruncationSide.RIGHT  # text-embeddings-inference's truncation_direction
 
 
 def parse_body(body: bytes) -> dict[str, Any]:
@@ -74,8 +76,9 @@ def openai_request(data: dict[str, Any], max_inputs: int, dimension: int) -> Emb
     model = data.get("model")
     if model is not None and not isinstance(model, str):
         raise ApiError(400, f"'model' must be a string, found {_json_type(model)}", param="model")
-    fmt = data.get("encoding_format") or "float"
-    if fmt not in ("float", "base64"):
+    fmt = data.get("encoding_format")
+    fmt = "float" if fmt is None else fmt
+    if not isinstance(fmt, str) or fmt not in ("float", "base64"):
         raise ApiError(
             400, f"'encoding_format' must be 'float' or 'base64', got {_short(fmt)}", param="encoding_format"
         )
@@ -105,25 +108,22 @@ def tei_request(data: dict[str, Any], max_inputs: int, dimension: int) -> EmbedR
         dimensions=_dimensions(data.get("dimensions"), dimension),
         truncate=_flag(data, "truncate", True),
         prompt_name=prompt_name,
+        truncation=truncation_direction(data),
     )
 
 
 def tei_rerank_request(data: dict[str, Any], max_inputs: int) -> RerankRequest:
-    """Validate a /rerank body (text-embeddings-inference): query, texts, raw_scores, return_text, truncate."""
-    direction = data.get("truncation_direction")
-    if direction is not None and direction not in ("right", "Right"):
-        refusal = "'left' is not supported" if direction in ("left", "Left") else f"found {_describe(direction)}"
-        raise ApiError(
-            400,
-            f"'truncation_direction' must be 'right' (this server keeps the start of each text); {refusal}",
-            param="truncation_direction",
-        )
+    """Validate a /rerank body (text-embeddings-inference).
+
+    Fields: query, texts, raw_scores, return_text, truncate, truncation_direction.
+    """
     return RerankRequest(
         query=_query(data),
         documents=_documents(data, "texts", max_inputs, objects=False),
         raw_scores=_flag(data, "raw_scores", False),
         return_documents=_flag(data, "return_text", False),
         truncate=_flag(data, "truncate", True),  # as /embed: text-embeddings-inference's --auto-truncate default
+        truncation=truncation_direction(data),
     )
 
 
@@ -142,6 +142,22 @@ def cohere_rerank_request(data: dict[str, Any], max_inputs: int) -> RerankReques
         return_documents=_flag(data, "return_documents", False),
         top_n=top_n,
         model=model,
+    )
+
+
+def truncation_direction(data: dict[str, Any]) -> TruncationSide:
+    """text-embeddings-inference's ``truncation_direction``: ``right`` (default) keeps the start, ``left`` the end.
+
+    Its clients send either case ("Left" in older huggingface_hub releases).
+    """
+    value = data.get("truncation_direction")
+    if value is None:
+        return TruncationSide.RIGHT
+    if isinstance(value, str) and value.lower() in ("right", "left"):
+        return TruncationSide(value.lower())
+    found = _short(value) if isinstance(value, str) else _describe(value)
+    raise ApiError(
+        400, f"'truncation_direction' must be 'right' or 'left', found {found}", param="truncation_direction"
     )
 
 

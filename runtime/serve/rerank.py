@@ -7,32 +7,50 @@ logit, or the logit itself with ``raw_scores``; results are sorted by score, hig
 from __future__ import annotations
 
 from collections.abc import Hashable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from embedrt.config import Activation
 from embedrt.dense import activate
+from embedrt.pairs import Text
 from embedrt.reranker import Reranker
 from embedrt.serve.batcher import ENCODE_BATCH_SIZE, Compute, Rows
 from embedrt.serve.errors import ApiError
+from embedrt.tokenizer import TruncationSide
 
 PAIR_SPECIAL_TOKENS = 3  # [CLS] query [SEP] document [SEP]
-RERANK_KIND = "rerank"  # the batcher's group key: every rerank request shares model calls
 SCORES = "sigmoid(logit); the logit with raw_scores true"
 
 
-def pair_scores(reranker: Reranker, pairs: Sequence[tuple[str, str]], batch_size: int = ENCODE_BATCH_SIZE) -> Rows:
+@dataclass(frozen=True)
+class RerankKind:
+    """The batcher's group key of rerank requests: requests that truncate the same way share model calls."""
+
+    truncation: TruncationSide = TruncationSide.RIGHT
+
+
+def pair_scores(
+    reranker: Reranker,
+    pairs: Sequence[tuple[Text, str]],
+    batch_size: int = ENCODE_BATCH_SIZE,
+    truncation: TruncationSide = TruncationSide.RIGHT,
+) -> Rows:
     """The logits (n, num_labels), and per pair its tokens (after truncation, specials included) and truncation."""
-    out = reranker.score(pairs, batch_size)
+    out = reranker.score(pairs, batch_size, truncation=truncation)
     return Rows(out.logits, out.tokens, out.truncated)
 
 
 def rerank_compute(reranker: Reranker) -> Compute:
-    """The batcher's compute function for a cross-encoder: (query, document) pairs in, logits out."""
+    """The batcher's compute function for a cross-encoder: (query, document) pairs in, logits out.
+
+    The query is a :class:`~embedrt.pairs.PairText` shared by the request's pairs (checked and tokenized once).
+    """
 
     def compute(pairs: list[Any], kind: Hashable) -> Rows:
-        return pair_scores(reranker, pairs)
+        truncation = kind.truncation if isinstance(kind, RerankKind) else TruncationSide.RIGHT
+        return pair_scores(reranker, pairs, truncation=truncation)
 
     return compute
 
@@ -92,9 +110,3 @@ def scores_info(model: Reranker) -> dict[str, Any]:
         "activation": model.activation.value,  # what Reranker.predict applies by default
         "num_labels": model.num_labels,
     }
-
-
-def single_token_ids(model: Reranker, texts: list[str], add_special_tokens: bool) -> list[list[int]]:
-    """/tokenize on a cross-encoder: each text alone, as ``[CLS] text [SEP]`` cut to max_length (or bare)."""
-    rows = model.tokenizer.encode_batch(texts, model.max_length)
-    return rows if add_special_tokens else [row[1:-1] for row in rows]

@@ -110,10 +110,14 @@ def check_pairs(pairs: Sequence[Sequence[Text]]) -> list[tuple[Text, Text]]:
         if isinstance(pair, (str, bytes)) or not isinstance(pair, Sequence) or len(pair) != 2:
             raise TypeError(f"pairs[{i}] must be a pair of two texts, got {type(pair).__name__}")
         first, second = pair
-        for text in (first, second):
-            if not isinstance(text, PairText) and id(text) not in checked:
+        for j, text in enumerate((first, second)):
+            if isinstance(text, PairText) or id(text) in checked:
+                continue
+            try:
                 check_texts([text])
-                checked.add(id(text))
+            except (TypeError, ValueError) as exc:
+                raise type(exc)(str(exc).replace("texts[0]", f"pairs[{i}][{j}]", 1)) from None
+            checked.add(id(text))
         out.append((first, second))
     return out
 

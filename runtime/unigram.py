@@ -54,8 +54,9 @@ _CHARSMAP_CACHE_CAP = 65_536
 # Pieces (Metaspace words) and grapheme clusters longer than this are never cached: real words are shorter, and
 # a text with no space would otherwise be kept whole.
 _CACHED_PIECE_CHARS = 100
-# Characters past which a space-free run is cut anyway: 4 chunks (16k characters at 512 tokens), see _run_cap.
-_RUN_CAP = 4
+# Characters past which a run without a cut is cut anyway: 16 chunks (65k characters at 512 tokens, a Viterbi of
+# about 65 ms over a space-free run), see _run_cap.
+_RUN_CAP = 16
 _JOINING = frozenset((_gr.EXTEND, _gr.ZWJ, _gr.SPACING_MARK))  # grapheme categories that join what precedes
 # Rust's char::is_whitespace and regex \s: the White_Space property (Python's str.isspace adds U+001C-U+001F).
 _WHITE_SPACE = "\t\n\v\f\r \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000"  # noqa: E501

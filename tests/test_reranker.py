@@ -162,7 +162,7 @@ def test_bad_pairs_name_the_index(cross_encoder):
     reranker = Reranker.load(out)
     with pytest.raises(TypeError, match=r"pairs\[1\]"):
         reranker.predict([("a", "b"), ("only one",)])
-    with pytest.raises(TypeError, match=r"texts\[1\]"):
+    with pytest.raises(TypeError, match=r"pairs\[1\]\[1\] is int"):
         reranker.predict([("a", "b"), ("c", 3)])
     with pytest.raises(ValueError, match="unknown activation 'Swish'"):
         reranker.predict(PAIRS, activation="Swish")

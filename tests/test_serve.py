@@ -100,6 +100,26 @@ def test_tei_route(server, encoder):
     np.testing.assert_allclose(truncated[0], encoder.encode("word " * 100), atol=1e-6)
 
 
+def test_tei_left_truncation_keeps_the_end(server, tiny_model_dir):
+    """truncation_direction left gives what sentence-transformers gives with its tokenizer truncating from the left
+    (text-embeddings-inference's behaviour); an unknown direction is a 400 naming the field."""
+    from sentence_transformers import SentenceTransformer
+
+    model = SentenceTransformer(str(tiny_model_dir), device="cpu")
+    texts = ["start " * 80 + "and here the text ends", "short"]
+    right = model.encode(texts)
+    model.tokenizer.truncation_side = "left"
+    left = model.encode(texts)
+    assert np.abs(left[0] - right[0]).max() > 100 * 1e-5  # the case tells the two apart
+    for direction in ("left", "Left"):
+        got = server.post("/embed", {"inputs": texts, "truncation_direction": direction}).json()
+        np.testing.assert_allclose(np.array(got), left, atol=1e-5)
+    got = server.post("/embed", {"inputs": texts, "truncation_direction": "right"}).json()
+    np.testing.assert_allclose(np.array(got), right, atol=1e-5)
+    bad = server.post("/embed", {"inputs": "a", "truncation_direction": "middle"})
+    assert bad.status_code == 400 and bad.json()["error"]["param"] == "truncation_direction"
+
+
 BAD = [
     (b"{not json", 400, "not valid JSON"),
     (b"\xff\xfe\x00garbage", 400, "not valid UTF-8"),
@@ -530,6 +550,9 @@ def test_connections_past_the_limit_get_503(tiny_export):
     finally:
         assert srv.stop() == 0
     assert refused.status_code == 503 and ok.status_code == 200
+    # The same JSON error body and request id as every other answer.
+    assert refused.headers["content-type"] == "application/json" and refused.headers["x-request-id"]
+    assert refused.json()["error"]["code"] == "too_many_connections"
 
 
 def test_no_health_before_a_real_warm_up_pass(tiny_export):

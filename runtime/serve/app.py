@@ -26,7 +26,7 @@ from starlette.routing import Route
 from embedrt.encoder import Encoder
 from embedrt.manifest import ModelKind
 from embedrt.reranker import Reranker
-from embedrt.serve.batcher import Batcher, Kind, Rows, TooLong, embedding_compute, input_too_long
+from embedrt.serve.batcher import Batcher, BodyBudget, Kind, Rows, TooLong, embedding_compute, input_too_long
 from embedrt.serve.config import ServeConfig
 from embedrt.serve.errors import ApiError
 from embedrt.serve.metrics import Metrics
@@ -331,10 +331,8 @@ class _Server:
 async def _read_body(request: Request, limit: int, timeout: float, budget: Batcher) -> bytes:
     """The body, refused with 413 as soon as it is known to pass ``limit`` (before reading it when declared).
 
-    Bodies count toward the queue's budget as their bytes arrive (429 past it), so that many large bodies being
-    read at once cannot hold more memory than the queue may. Only what has arrived counts, never what a
-    Content-Length declares: connections that declare large bodies and send nothing must not lock everyone else
-    out of the budget.
+    Its bytes count toward the queue's budget as they arrive (``Batcher.body``), so that many large bodies being
+    read at once cannot hold more memory than the queue may.
     """
     declared = request.headers.get("content-length")
     length = int(declared) if declared is not None and declared.isdigit() else None
@@ -347,10 +345,9 @@ async def _read_body(request: Request, limit: int, timeout: float, budget: Batch
         )
     chunks: list[bytes] = []
     size = 0
-    reserved = 0
 
-    async def read() -> None:
-        nonlocal size, reserved
+    async def read(share: BodyBudget) -> None:
+        nonlocal size
         async for chunk in request.stream():
             size += len(chunk)
             if size > limit:
@@ -360,19 +357,16 @@ async def _read_body(request: Request, limit: int, timeout: float, budget: Batch
                     code="body_too_large",
                     headers={"Connection": "close"},
                 )
-            if size > reserved:
-                budget.reserve(size - reserved)
-                reserved = size
+            await share.arrived(len(chunk))
             chunks.append(chunk)
 
-    try:
-        await asyncio.wait_for(read(), timeout)
-    except (TimeoutError, asyncio.TimeoutError):  # the same class from 3.11; apart on 3.10
-        raise ApiError(
-            408, f"the body did not arrive within {timeout:g} s", code="timeout", headers={"Connection": "close"}
-        ) from None
-    finally:
-        budget.release(reserved)  # the texts count again once queued
+    async with budget.body() as share:  # released once read: the texts count again once queued
+        try:
+            await asyncio.wait_for(read(share), timeout)
+        except (TimeoutError, asyncio.TimeoutError):  # the same class from 3.11; apart on 3.10
+            raise ApiError(
+                408, f"the body did not arrive within {timeout:g} s", code="timeout", headers={"Connection": "close"}
+            ) from None
     return b"".join(chunks)
 
 

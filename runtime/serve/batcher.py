@@ -18,10 +18,12 @@ is idle (an idle slot would take the newcomers anyway).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
+import itertools
 import time
 from collections import deque
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import AsyncIterator, Callable, Hashable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -45,6 +47,8 @@ SLICE = 16  # items a request puts into a cycle before the next waiting request'
 ENCODE_BATCH_SIZE = 8
 # /health answers 503 after this many model cycles failed in a row.
 FAILED_CYCLES_UNHEALTHY = 3
+# How long a chunk of a request body may wait for room in the queue budget before the request gets 429.
+BODY_WAIT_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -63,6 +67,19 @@ TooLong = Callable[[int], Exception]  # the error for a request whose item ``ind
 
 def _ignore(inputs: int, tokens: int) -> None:
     """No metrics."""
+
+
+@dataclass
+class BodyBudget:
+    """One request body's share of the queue budget while it is read (``Batcher.body``)."""
+
+    batcher: Batcher
+    order: int
+    reserved: int = 0
+
+    async def arrived(self, size: int) -> None:
+        """Count ``size`` more bytes of the body (429 when they cannot fit in time)."""
+        await self.batcher._admit(self, size)
 
 
 @dataclass(frozen=True)
@@ -169,6 +186,9 @@ class Batcher:
         self._executor = ThreadPoolExecutor(workers, thread_name_prefix="embedrt-serve")
         self._slots = asyncio.Semaphore(workers)
         self._task: asyncio.Task[None] | None = None
+        self._readers: dict[int, None] = {}  # bodies being read, oldest first (see ``body``)
+        self._reader_ids = itertools.count()
+        self._freed: asyncio.Event | None = None  # set when budget is released, for bodies waiting on it
 
     @property
     def alive(self) -> bool:
@@ -197,6 +217,44 @@ class Batcher:
     def release(self, size: int) -> None:
         """Stop counting ``size`` bytes reserved for a body (read in full, or abandoned)."""
         self.queued_bytes -= size
+        self._wake_readers()
+
+    @contextlib.asynccontextmanager
+    async def body(self) -> AsyncIterator[BodyBudget]:
+        """Count a request body toward the queue budget as its bytes arrive; released when the block ends.
+
+        Only what has arrived counts, never a declared Content-Length: connections that declare large bodies and
+        send nothing must not lock everyone else out. Bodies arriving together would then crowd each other out
+        (each partly read when the budget fills, all refused), so a chunk that does not fit waits, up to
+        ``BODY_WAIT_S``, for older bodies to finish, and the oldest body being read never waits: the queue may
+        hold its budget plus one body.
+        """
+        reader = BodyBudget(self, next(self._reader_ids))
+        self._readers[reader.order] = None
+        try:
+            yield reader
+        finally:
+            del self._readers[reader.order]
+            self.release(reader.reserved)
+
+    async def _admit(self, reader: BodyBudget, size: int) -> None:
+        """Count ``size`` more arrived bytes of ``reader``'s body: at once when they fit, else as described above."""
+        deadline = time.monotonic() + BODY_WAIT_S
+        while self.queued_bytes + size > self.max_queue_bytes and next(iter(self._readers)) != reader.order:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise self._full(f"{self.queued_bytes} bytes queued or arriving (limit {self.max_queue_bytes})")
+            if self._freed is None:
+                self._freed = asyncio.Event()
+            with contextlib.suppress(asyncio.TimeoutError, TimeoutError):
+                await asyncio.wait_for(self._freed.wait(), remaining)
+        self.queued_bytes += size
+        reader.reserved += size
+
+    def _wake_readers(self) -> None:
+        if self._freed is not None:
+            self._freed.set()  # every waiting body checks again; those that still do not fit wait on a new event
+            self._freed = None
 
     async def run(
         self,

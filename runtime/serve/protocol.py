@@ -155,7 +155,7 @@ def truncation_direction(data: dict[str, Any]) -> TruncationSide:
         return TruncationSide.RIGHT
     if isinstance(value, str) and value.lower() in ("right", "left"):
         return TruncationSide(value.lower())
-    found = _short(value) if isinstance(value, str) else _describe(value)
+    found = "another string" if isinstance(value, str) else _describe(value)  # never a client's text back
     raise ApiError(
         400, f"'truncation_direction' must be 'right' or 'left', found {found}", param="truncation_direction"
     )

@@ -76,7 +76,7 @@ class PairText:
 
     def kept(self, n: int) -> list[int]:
         """The ``n`` tokens truncation keeps: the first, or with ``left`` the last."""
-        return self.ids[:n] if self.side is TruncationSide.RIGHT else self.ids[len(self.ids) - n :]
+        return self.ids[:n] if self.side is TruncationSide.RIGHT else self.ids[max(0, len(self.ids) - n) :]
 
 
 def pair_lengths(n1: int, n2: int, budget: int) -> tuple[int, int]:

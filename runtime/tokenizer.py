@@ -464,7 +464,7 @@ class BatchEncoder:
         rows, truncated = [], []
         for text in check_texts(texts):
             ids, dropped = self.encode_within(text, keep + 1, side)
-            kept = ids[:keep] if side is TruncationSide.RIGHT else ids[len(ids) - keep :] if keep else []
+            kept = ids[:keep] if side is TruncationSide.RIGHT else ids[max(0, len(ids) - keep) :]
             rows.append([*prefix, *kept, *suffix])
             truncated.append(dropped or len(ids) > keep)
         return rows, truncated

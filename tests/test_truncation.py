@@ -77,7 +77,7 @@ def unigram(xlmr_dirs) -> UnigramTokenizer:  # noqa: F811
 
 def _truncated(tok, ids: list[int], max_length: int, side: str) -> list[int]:
     keep = max_length - 2
-    kept = ids[:keep] if side == "right" else ids[len(ids) - keep :] if keep else []
+    kept = ids[:keep] if side == "right" else ids[max(0, len(ids) - keep) :]
     return [tok.cls_id, *kept, tok.sep_id]
 
 
@@ -152,16 +152,16 @@ def vocab_hostile(words) -> list[str]:
 
 @pytest.mark.parametrize("side", ["right", "left"])
 def test_pairs_match_the_fast_tokenizer_with_long_texts(minilm_dir, wordpiece, words, vocab_hostile, side):
-    """Pairs with 50k-character queries and documents (both over the budget, odd and even budgets): the same ids
+    """Pairs with 12k-character queries and documents (both over the budget, odd and even budgets): the same ids
     as the HF fast tokenizer truncating longest_first from ``side``; a shared PairText gives the same rows."""
     import transformers
 
     ref = transformers.AutoTokenizer.from_pretrained(str(minilm_dir))
     ref.truncation_side = side
     rng = random.Random(5)
-    long = list(long_texts(words, 50_000, seed=6).values())
+    long = list(long_texts(words, 12_000, seed=6).values())
     texts = long + vocab_hostile[:200] + [" ".join(rng.choice(words) for _ in range(n)) for n in (250, 252, 253)]
-    pairs = [(rng.choice(texts), rng.choice(texts)) for _ in range(300)]
+    pairs = [(rng.choice(texts), rng.choice(texts)) for _ in range(200)]
     for max_length in (5, 16, 128, 512, 513):
         rows = encode_pairs_truncated(wordpiece, pairs, max_length, side)[0]
         expected = ref([a for a, _ in pairs], [b for _, b in pairs], truncation="longest_first", max_length=max_length)

@@ -35,7 +35,7 @@ def server(tiny_export):
 
 def _timed_post(server, path: str, body: dict) -> float:
     start = time.perf_counter()
-    response = server.post(path, body, timeout=60)
+    response = server.post(path, body)
     assert response.status_code == 200, response.text
     return time.perf_counter() - start
 
@@ -89,7 +89,7 @@ def test_declared_bodies_do_not_lock_others_out(server):
     try:
         time.sleep(0.3)
         start = time.perf_counter()
-        response = server.post("/embed", {"inputs": "hello"}, timeout=5)
+        response = server.post("/embed", {"inputs": "hello"})
         elapsed = time.perf_counter() - start
         print(f"small request while 16 declared bodies stall: {response.status_code} in {elapsed * 1000:.0f} ms")
         assert response.status_code == 200
@@ -162,19 +162,9 @@ def test_a_client_that_does_not_read_is_dropped(server):
 
 
 def _closed_by_peer(sock: socket.socket) -> bool:
-    """Whether the server dropped the connection (reading what is buffered, as a late reader would)."""
-    sock.setblocking(False)
-    try:
-        while True:
-            chunk = sock.recv(1 << 20)
-            if not chunk:
-                return True
-    except BlockingIOError:
-        return False
-    except ConnectionResetError:
-        return True
-    finally:
-        sock.setblocking(True)
+    """Whether the server dropped the connection, read from the TCP state without reading any data (Linux)."""
+    state = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 1)[0]
+    return state in (7, 8)  # TCP_CLOSE (after a reset), TCP_CLOSE_WAIT (after a FIN)
 
 
 def test_a_streaming_client_reads_the_413(server):

@@ -18,6 +18,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import socket
+import struct
 from collections.abc import Callable
 from types import FrameType
 from typing import Any
@@ -87,6 +90,15 @@ class _Transport:
             self._inner.pause_reading()
 
 
+def _reset(transport: Any) -> None:
+    """Drop a connection with a reset: the kernel discards what it still holds for the client, at once."""
+    sock = transport.get_extra_info("socket")
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    transport.abort()
+
+
 def guarded_protocol(header_timeout: float, write_timeout: float, max_connections: int) -> type[HttpToolsProtocol]:
     """A protocol class for ``uvicorn.Config(http=...)`` with the limits above."""
 
@@ -147,7 +159,7 @@ def guarded_protocol(header_timeout: float, write_timeout: float, max_connection
             buffered = self.transport.get_write_buffer_size()
             if buffered >= self._write_buffered:
                 self._write_timer = None
-                self.transport.abort()
+                _reset(self.transport)
                 return
             self._write_buffered = buffered
             self._write_timer = self.loop.call_later(write_timeout, self._check_progress)

@@ -16,7 +16,7 @@ from embedrt.corpus.job import (
     SUCCESS_NAME,
     JobState,
     check_output,
-    model_sha256,
+    model_identity,
     prepare_output,
     read_json,
     write_json,
@@ -129,7 +129,7 @@ def embed_corpus(
     positive_int("block_rows", block_rows)
     keep = _keep_columns(keep_columns, text_column, id_column)
     model = Path(model_dir).resolve()
-    sha256 = model_sha256(model, chosen_variant)
+    identity = model_identity(model, chosen_variant)
     dimension = ModelConfig.from_dir(model).dimension
     if chosen_device is WorkerDevice.CUDA and chosen_engine is Engine.LOCAL:
         from embedrt.session import Device, resolve_device
@@ -152,8 +152,7 @@ def embed_corpus(
             keep,
             block_rows,
             str(model),
-            chosen_variant.value,
-            sha256,
+            identity,
         )
         prepared = prepare_output(out, state, plan, overwrite, run_id)
         if prepared.finished:
@@ -162,7 +161,7 @@ def embed_corpus(
         spec = JobSpec(
             str(model),
             chosen_variant.value,
-            sha256,
+            identity.model_sha256,
             chosen_device.value,
             text_column,
             id_column,
@@ -173,6 +172,7 @@ def embed_corpus(
             batch_size,
             bad_row_policy.value,
             run_id,
+            identity.to_dict(),
         )
         todo = set(prepared.todo)
         units = [unit.with_blocks(todo) for unit in plan.units if any(b.name in todo for b in unit.blocks)]
@@ -240,6 +240,16 @@ def _finish(
         for name in names
     ]
     skipped = [{"id": s.id, "row": s.row, "line": s.line, "reason": s.reason} for part in parts for s in part.skipped]
+    if skipped and OnBadRow.parse(spec.on_bad_row) is OnBadRow.FAIL:
+        # Left out by an earlier run under --on-bad-row skip (a block with a bad row writes no part under fail):
+        # this run fails on them as a run from scratch would, rather than list them in a _SUCCESS.
+        first = skipped[0]
+        line = f", line {first['line']}" if first["line"] is not None else ""
+        raise ValueError(
+            f"{source}: row {first['row']}{line} (id {first['id']!r}): {first['reason']} (left out by an earlier run "
+            f"with --on-bad-row skip; {len(skipped)} such rows in all): this run has --on-bad-row fail; fix the "
+            "input (then re-run with --overwrite) or pass --on-bad-row skip"
+        )
     rows_in = sum(part.rows_in for part in parts)
     rows_out = sum(part.rows_out for part in parts)
     if rows_in != plan.total_rows or rows_out + len(skipped) != rows_in:
@@ -270,6 +280,8 @@ def _finish(
         "model_dir": spec.model_dir,
         "variant": spec.variant,
         "model_sha256": spec.model_sha256,
+        "pipeline": spec.model_identity["pipeline"],
+        "on_bad_row": spec.on_bad_row,
         "int8_paths": int8_paths(parts),
         "devices": counts([part.device for part in parts]),
         "on_duplicate_id": duplicate_policy.value,

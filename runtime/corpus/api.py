@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from embedrt.config import Choice, ModelConfig, positive_int
-from embedrt.corpus.duplicates import find_duplicates
+from embedrt.corpus.duplicates import IdCounter
 from embedrt.corpus.job import (
     SUCCESS_NAME,
     JobState,
@@ -179,26 +179,30 @@ def embed_corpus(
         bar = Progress("embed-corpus documents", sum(b.rows for b in plan.blocks if b.name in todo), enabled=progress)
 
         written: dict[str, BlockResult] = {}
+        ids = IdCounter([block.name for block in plan.blocks], plan.total_rows)
+        index = {block.name: i for i, block in enumerate(plan.blocks)}
 
         def on_block(result: BlockResult) -> None:
-            written[result.name] = result
+            ids.add(index[result.name], result.ids)  # counted as the parts come in; not kept in the driver
+            written[result.name] = replace(result, ids=None)
             bar.update(result.rows_in)
 
         embed_started = time.perf_counter()
         engine_start_s = 0.0
-        if chosen_engine is Engine.LOCAL:
-            from embedrt.corpus.local import run_local
+        with ids:
+            if chosen_engine is Engine.LOCAL:
+                from embedrt.corpus.local import run_local
 
-            run_local(units, spec, source.fs, out, workers, threads_per_worker, on_block)
-        else:
-            from embedrt.corpus.ray_engine import run_ray
+                run_local(units, spec, source.fs, out, workers, threads_per_worker, on_block)
+            else:
+                from embedrt.corpus.ray_engine import run_ray
 
-            engine_start_s = run_ray(units, spec, source.fs, out, workers, threads_per_worker, address, on_block)
-        embed_s = time.perf_counter() - embed_started
-        if progress and bar.done < bar.total:
-            sys.stderr.write("\n")
-        lock.check()
-        manifest = _finish(out, plan, spec, duplicate_policy, source, written)
+                engine_start_s = run_ray(units, spec, source.fs, out, workers, threads_per_worker, address, on_block)
+            embed_s = time.perf_counter() - embed_started
+            if progress and bar.done < bar.total:
+                sys.stderr.write("\n")
+            lock.check()
+            manifest = _finish(out, plan, spec, duplicate_policy, source, written, ids)
         manifest.update(
             engine=chosen_engine.value,
             workers=workers,
@@ -222,23 +226,27 @@ def _finish(
     duplicate_policy: OnDuplicateId,
     source: Location,
     written: dict[str, BlockResult],
+    ids: IdCounter,
 ) -> dict[str, Any]:
     """Check the complete set of parts (rows, ids) and build the manifest; raises on repeated ids under fail.
 
-    Parts written by this run are known from what their workers reported; the others are read back (footer and
-    id column). One listing of OUTPUT gives every part's size and shows that each one is there.
+    Parts written by this run are known from what their workers reported (their ids are in ``ids`` already);
+    the others are read back (footer and id column), their ids counted part by part and not kept. One listing
+    of OUTPUT gives every part's size and shows that each one is there.
     """
     names = [block.name for block in plan.blocks]
     sizes = {info.path.rsplit("/", 1)[-1]: int(info.size) for info in list_dir(out) if info.is_file}
     missing = [name for name in names if name not in sizes]
     if missing:
         raise RuntimeError(f"{out}: parts missing after the run: {', '.join(missing[:5])}; run the job again")
-    parts = [
-        replace(written[name], size_bytes=sizes[name])
-        if name in written
-        else read_part(out.child(name), spec.id_column)
-        for name in names
-    ]
+    parts = []
+    for index, name in enumerate(names):
+        if name in written:
+            parts.append(replace(written[name], size_bytes=sizes[name]))
+        else:
+            part = read_part(out.child(name), spec.id_column)
+            ids.add(index, part.ids)
+            parts.append(replace(part, ids=None))
     skipped = [{"id": s.id, "row": s.row, "line": s.line, "reason": s.reason} for part in parts for s in part.skipped]
     if skipped and OnBadRow.parse(spec.on_bad_row) is OnBadRow.FAIL:
         # Left out by an earlier run under --on-bad-row skip (a block with a bad row writes no part under fail):
@@ -257,7 +265,7 @@ def _finish(
             f"{out}: the parts hold {rows_out} rows + {len(skipped)} skipped for {rows_in} rows read and "
             f"{plan.total_rows} in the input; run again with --overwrite, or delete OUTPUT"
         )
-    duplicates = find_duplicates(names, [part.ids for part in parts])
+    duplicates = ids.result()
     if duplicates.count and duplicate_policy is OnDuplicateId.FAIL:
         raise ValueError(
             f"{source}: {duplicates.describe()}. Ids must be unique to join the vectors back to their rows: fix "

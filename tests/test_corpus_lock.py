@@ -344,3 +344,31 @@ def test_check_reports_a_heartbeat_that_fails_too_long(tmp_path: Path, monkeypat
                 time.sleep(0.01)
     finally:
         lock.release()
+
+
+def test_check_reports_a_heartbeat_stuck_in_a_call(tmp_path: Path, monkeypatch) -> None:
+    """A read that never returns (a hung NFS mount) raises nothing: check() goes by the last heartbeat written."""
+    released = threading.Event()
+    real = lock_module.read_bytes
+
+    def hanging(*args, **kwargs):
+        if threading.current_thread().name == "embedrt-corpus-lock":
+            released.wait(60)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(lock_module, "read_bytes", hanging)
+    lock = OutputLock(resolve(tmp_path), "run-a", heartbeat_s=0.02, loss_after_s=0.2)
+    lock.acquire()
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                lock.check()
+            except OutputLocked as exc:
+                assert "the heartbeat has not completed since" in str(exc)
+                break
+            assert time.monotonic() < deadline, "check() never reported the stuck heartbeat"
+            time.sleep(0.01)
+    finally:
+        released.set()
+        lock.release()

@@ -13,8 +13,8 @@ when
   and after a reboot every pid is new. A lock without those ids (written by an older embedrt) follows this rule.
 
 The heartbeat retries a failed read or write (NFS ESTALE, an S3 503, a timeout) on its next beat; ``check``
-reports the lock as lost once no heartbeat has been written for ``LOSS_AFTER_S``, well before another host may
-take the lock over (``STALE_AFTER_S``).
+reports the lock as lost once no heartbeat has been written for ``LOSS_AFTER_S`` (failing, or stuck in a call
+that does not return), well before another host may take the lock over (``STALE_AFTER_S``).
 
 On the local filesystem (NFS included) the lock is created by ``link(2)`` of a complete temporary file, which
 fails when the name exists: exactly one of two runs gets it. Object stores have no create-if-absent through
@@ -267,9 +267,12 @@ class OutputLock:
         if self._lost:
             raise OutputLocked(self._lost)
         silent = time.monotonic() - self._last_beat
-        if self._failure is not None and silent > self.loss_after_s:
+        if self._thread is not None and silent > self.loss_after_s:
+            # A failing store, or a beat stuck in a read that never returns (a hung NFS mount): either way no
+            # heartbeat reached the lock for that long.
+            why = self._failure or "the heartbeat has not completed since"
             raise OutputLocked(
-                f"OUTPUT {self.output}: this run's lock has had no heartbeat for {silent:.0f} s ({self._failure}); "
+                f"OUTPUT {self.output}: this run's lock has had no heartbeat for {silent:.0f} s ({why}); "
                 f"another run may take it over after {self.stale_after_s:.0f} s, so this run's output is not trusted; "
                 "run the job again once the store is reachable"
             )

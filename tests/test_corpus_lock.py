@@ -38,6 +38,18 @@ def lock_file(out: Path, **fields) -> None:
     os.replace(tmp, out / "_lock")  # whole, as a heartbeat writes it: a reader never sees half of it
 
 
+def check_failure(lock: OutputLock, what: str) -> str:
+    """The message of the OutputLocked that ``lock.check()`` raises once the heartbeat thread has found ``what``."""
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            lock.check()
+        except OutputLocked as exc:
+            return str(exc)
+        assert time.monotonic() < deadline, f"check() never reported {what}"
+        time.sleep(0.01)
+
+
 def test_second_run_is_refused_at_once_and_the_first_finishes(tmp_path: Path, tiny_export: Path) -> None:
     n, block_rows = 12000, 500
     src = write_parquet(tmp_path / "in.parquet", [f"id{i}" for i in range(n)], mixed_texts(n, seed=30))
@@ -134,15 +146,7 @@ def test_lost_lock_is_reported(tmp_path: Path) -> None:
     lock.acquire()
     try:
         lock_file(tmp_path, run_id="intruder")
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                lock.check()
-            except OutputLocked as exc:
-                assert "now held by run intruder" in str(exc)
-                break
-            assert time.monotonic() < deadline, "the heartbeat never saw the other holder"
-            time.sleep(0.01)
+        assert "now held by run intruder" in check_failure(lock, "the other holder")
     finally:
         lock.release()
     assert json.loads((tmp_path / "_lock").read_text())["run_id"] == "intruder"  # not ours to delete
@@ -325,15 +329,9 @@ def test_check_reports_a_heartbeat_that_fails_too_long(tmp_path: Path, monkeypat
     lock = OutputLock(resolve(tmp_path), "run-a", heartbeat_s=0.02, loss_after_s=0.2)
     lock.acquire()
     try:
+        message = check_failure(lock, "the failing heartbeat")
+        assert "no heartbeat for" in message and "Stale file handle" in message
         deadline = time.monotonic() + 30
-        while True:
-            try:
-                lock.check()
-            except OutputLocked as exc:
-                assert "no heartbeat for" in str(exc) and "Stale file handle" in str(exc)
-                break
-            assert time.monotonic() < deadline, "check() never reported the failing heartbeat"
-            time.sleep(0.01)
         failures["left"] = 0  # the store is back: the next beat refreshes the lock and check() passes again
         while True:
             try:
@@ -360,15 +358,7 @@ def test_check_reports_a_heartbeat_stuck_in_a_call(tmp_path: Path, monkeypatch) 
     lock = OutputLock(resolve(tmp_path), "run-a", heartbeat_s=0.02, loss_after_s=0.2)
     lock.acquire()
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                lock.check()
-            except OutputLocked as exc:
-                assert "the heartbeat has not completed since" in str(exc)
-                break
-            assert time.monotonic() < deadline, "check() never reported the stuck heartbeat"
-            time.sleep(0.01)
+        assert "the heartbeat has not completed since" in check_failure(lock, "the stuck heartbeat")
     finally:
         released.set()
         lock.release()

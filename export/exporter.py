@@ -18,6 +18,7 @@ from embedrt.export.cross_encoder import read_cross_encoder
 from embedrt.export.embedding import EmbeddingModel
 from embedrt.export.int8 import OPSET as INT8_OPSET
 from embedrt.export.int8 import calibrate, write_int8
+from embedrt.export.landing import check_target, discard, land, staging_dir
 from embedrt.export.layout import check_bert
 from embedrt.export.onnx_files import (
     EXTERNAL_DATA_THRESHOLD,
@@ -118,15 +119,47 @@ def export(
     # Read before the long steps so that a bad calibration file fails at once.
     calibration_set = model.calibration(Path(calibration) if calibration is not None else None)
     out_dir = Path(out) if out is not None else Path("models") / resolved.name
+    check_target(out_dir)
     steps = _Steps(3 + len(chosen), progress)
+    # Nothing is written into out_dir until the export is complete (see landing.py): an export stopped at any step
+    # leaves the earlier export there as it was.
+    staging = staging_dir(out_dir)
+    try:
+        failed = _build(staging, out_dir, model, resolved.info, resolved.name, chosen, calibration_set, sizes,
+                        allow_pickle, external_data_threshold, steps)  # fmt: skip
+        if (staging / MANIFEST_NAME).is_file():  # at least one variant passed
+            land(staging, out_dir)
+    finally:
+        discard(staging)  # after landing, gone already; else the unfinished export
+    if failed is not None:
+        raise failed
+    return out_dir
 
+
+def _build(
+    staging: Path,
+    out_dir: Path,
+    model: ExportedModel,
+    source: dict[str, Any],
+    name: str,
+    chosen: Sequence[Variant],
+    calibration_set: tuple[Sequence[Any], str],
+    sizes: dict[str, int],
+    allow_pickle: bool,
+    threshold: int,
+    steps: _Steps,
+) -> ParityError | None:
+    """Write the whole export into ``staging``; the ParityError of the first variant that fails, else None.
+
+    A variant that fails its check stops the export there, and the variants that passed before it make up the
+    export (manifest.json is written after each one passes); any other error propagates.
+    """
     with steps("copy tokenizer, config files and Dense weights"):
-        files = model.copy_files(out_dir, allow_pickle)
+        files = model.copy_files(staging, allow_pickle)
     with steps("load the PyTorch reference and run it on the check inputs"):
         reference = model.reference()
-    source_info = _source_info(resolved.info, resolved.name, out_dir)
+    source_info = _source_info(source, name, staging)
     manifest = Manifest(FORMAT_VERSION, source_info, {}, embedrt_version(), files, model.kind, model.cross_encoder)
-    threshold = external_data_threshold
     with tempfile.TemporaryDirectory() as tmp:
         plain, fused = Path(tmp) / "plain.onnx", Path(tmp) / "fused" / Variant.FP32.file_name
         with steps(f"export {model.graph_head} to ONNX and fuse the graph"):
@@ -141,14 +174,17 @@ def export(
                     recipe = write_fp16(plain, candidate, **sizes, threshold=threshold)
                 else:
                     items, origin = calibration_set
-                    ranges = calibrate(plain, model.feeds(out_dir, items), len(items), origin)
+                    ranges = calibrate(plain, model.feeds(staging, items), len(items), origin)
                     recipe = write_int8(plain, candidate, ranges, sizes["num_heads"], threshold=threshold)
-                figures = _checked(manifest, out_dir, candidate, variant, model, reference)
-                # Only a file that passed reaches the export directory and the manifest.
-                _move_variant(candidate, out_dir / variant.file_name)
-                manifest = _record(manifest, out_dir, variant, recipe, figures, model.output_name)
+                try:
+                    figures = _check(staging, candidate, variant, model, reference, out_dir)
+                except ParityError as exc:
+                    return exc
+                # Only a file that passed reaches the export and the manifest.
+                _move_variant(candidate, staging / variant.file_name)
+                manifest = _record(manifest, staging, variant, recipe, figures, model.output_name)
                 steps.note(_summary(variant, figures, model))
-    return out_dir
+    return None
 
 
 def _read_model(source: Path) -> ExportedModel:
@@ -157,8 +193,7 @@ def _read_model(source: Path) -> ExportedModel:
 
 
 def _move_variant(candidate: Path, target: Path) -> None:
-    """Move an ONNX file and its external data file, if any, replacing what an earlier export left there."""
-    data_file(target).unlink(missing_ok=True)
+    """Move an ONNX file and its external data file, if any, into the staging directory."""
     if data_file(candidate).is_file():
         shutil.move(data_file(candidate), data_file(target))
     shutil.move(candidate, target)
@@ -201,23 +236,10 @@ def _record(
     return updated
 
 
-def _checked(
-    manifest: Manifest, out_dir: Path, candidate: Path, variant: Variant, model: ExportedModel, reference: np.ndarray
-) -> dict[str, float | int | str]:
-    """Parity figures of ``candidate``; when it fails, a file of this variant left by an earlier export goes too."""
-    try:
-        return _check(out_dir, candidate, variant, model, reference)
-    except BaseException:
-        (out_dir / variant.file_name).unlink(missing_ok=True)
-        data_file(out_dir / variant.file_name).unlink(missing_ok=True)
-        manifest.write(out_dir / MANIFEST_NAME)  # the variants that passed so far, without this one
-        raise
-
-
 def _check(
-    out_dir: Path, candidate: Path, variant: Variant, model: ExportedModel, reference: np.ndarray
+    staging: Path, candidate: Path, variant: Variant, model: ExportedModel, reference: np.ndarray, out_dir: Path
 ) -> dict[str, float | int | str]:
-    """Run the check inputs through the candidate file on the CPU and compare with PyTorch."""
+    """Run the check inputs through the candidate file on the CPU and compare with PyTorch (``out_dir``: messages)."""
     from embedrt.int8_kernel import check_int8_kernel
     from embedrt.session import Device, UnsupportedOnDevice, create_session
 
@@ -229,7 +251,7 @@ def _check(
         if variant is Variant.FP16:  # some onnxruntime CPU builds lack fp16 kernels; the file is for CUDA
             return {"skipped": str(exc)}
         raise
-    figures, problem = model.measure(out_dir, session, variant, int8, reference)
+    figures, problem = model.measure(staging, session, variant, int8, reference)
     if problem is not None:
         raise ParityError(f"{out_dir / variant.file_name} disagrees with the PyTorch reference: {problem}")
     return figures

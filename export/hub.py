@@ -164,10 +164,15 @@ def needed_files(model_dir: Path, allow_pickle: bool = False) -> list[str]:
 def missing_files(model_dir: Path, allow_pickle: bool = False) -> list[str]:
     """What an export needs that ``model_dir`` lacks: modules.json and, per module it lists, config and weights.
 
+    A plain Hugging Face cross-encoder (no modules.json, see ``is_plain_cross_encoder``) needs what a Transformer
+    module at the root needs: config.json, tokenizer.json or vocab.txt, and its weights.
+
     An empty list means the directory is complete enough to export or to fail with the exporter's own message (a
     malformed modules.json or an unsupported module is left to the exporter to report).
     """
     if not (model_dir / "modules.json").is_file():
+        if is_plain_cross_encoder(model_dir):  # the hub's cross-encoder/* layout: one Transformer at the root
+            return _module_missing(model_dir, "", "Transformer", allow_pickle)
         return ["modules.json"]
     try:
         modules = json.loads((model_dir / "modules.json").read_text(encoding="utf-8"))
@@ -179,6 +184,20 @@ def missing_files(model_dir: Path, allow_pickle: bool = False) -> list[str]:
             kind = str(entry.get("type", "")).rsplit(".", 1)[-1]
             missing += _module_missing(model_dir, str(entry.get("path") or ""), kind, allow_pickle)
     return missing
+
+
+def is_plain_cross_encoder(model_dir: Path) -> bool:
+    """Whether ``model_dir`` holds a Hugging Face ``*ForSequenceClassification`` without modules.json.
+
+    That is how the hub's cross-encoder/ms-marco-* models are saved; the exporter reads them as a cross-encoder
+    (``embedrt.export.cross_encoder``), with the same test on config.json's ``architectures``.
+    """
+    try:
+        config = json.loads((model_dir / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    architectures = config.get("architectures") if isinstance(config, dict) else None
+    return isinstance(architectures, list) and any(str(a).endswith("ForSequenceClassification") for a in architectures)
 
 
 def _module_missing(model_dir: Path, module_path: str, kind: str, allow_pickle: bool) -> list[str]:
@@ -398,7 +417,11 @@ def _downloaded_snapshot(repo_id: str, revision: str, cache_dir: Path, path: Pat
     commit = path.name if _COMMIT.match(path.name) else _cached_commit(repo_cache_dir(repo_id, cache_dir), revision)[0]
     missing = missing_files(path, allow_pickle) if path.is_dir() else ["modules.json"]
     if missing:
-        not_st = " (not a sentence-transformers model)" if missing == ["modules.json"] else ""
+        not_st = (
+            " (not a sentence-transformers model, nor a Hugging Face *ForSequenceClassification cross-encoder)"
+            if missing == ["modules.json"]
+            else ""
+        )
         raise HubModelNotFoundError(
             f"{repo_id} at revision {revision}, downloaded to {path}, lacks "
             f"{', '.join(missing)}{_pickle_hint(missing, allow_pickle)}{not_st}"

@@ -41,7 +41,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         return int(args.run(args))
-    except (FileNotFoundError, ValueError, TypeError, ImportError, RuntimeError) as exc:
+    except (FileNotFoundError, FileExistsError, ValueError, TypeError, ImportError, RuntimeError) as exc:
         print(f"embedrt {args.command}: error: {exc}", file=sys.stderr)
         return 1
 

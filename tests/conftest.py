@@ -42,6 +42,34 @@ def sts_pairs(sts_test_file: Path):
     return StsPairs.from_file(sts_test_file)
 
 
+def tiny_bert_config(**overrides):
+    """The tiny random BERT of these tests: 2 layers, hidden 32, MiniLM's vocabulary size."""
+    from transformers import BertConfig
+
+    sizes = {
+        "vocab_size": 30522,
+        "hidden_size": 32,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 4,
+        "intermediate_size": 64,
+        "max_position_embeddings": 128,
+    }
+    return BertConfig(**{**sizes, **overrides})
+
+
+def save_hf_cross_encoder(root: Path, minilm_dir: Path, num_labels: int, max_positions: int = 64) -> Path:
+    """A random BertForSequenceClassification with MiniLM's tokenizer, in the plain Hugging Face layout."""
+    import torch
+    from transformers import BertForSequenceClassification
+
+    torch.manual_seed(num_labels)
+    config = tiny_bert_config(max_position_embeddings=max_positions, num_labels=num_labels)
+    BertForSequenceClassification(config).save_pretrained(root, safe_serialization=True)
+    for name in TOKENIZER_FILES:
+        shutil.copy(minilm_dir / name, root / name)
+    return root
+
+
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory, minilm_dir: Path) -> Path:
     """A 2-layer, hidden-32 random BertModel with MiniLM's tokenizer, saved by the installed
@@ -49,19 +77,11 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory, minilm_dir: Path) -
     import torch
     from sentence_transformers import SentenceTransformer
     from sentence_transformers.models import Normalize, Pooling, Transformer
-    from transformers import BertConfig, BertModel
+    from transformers import BertModel
 
     torch.manual_seed(0)
     hf_dir = tmp_path_factory.mktemp("tiny-hf")
-    config = BertConfig(
-        vocab_size=30522,
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        intermediate_size=64,
-        max_position_embeddings=128,
-    )
-    BertModel(config).save_pretrained(hf_dir, safe_serialization=True)
+    BertModel(tiny_bert_config()).save_pretrained(hf_dir, safe_serialization=True)
     for name in TOKENIZER_FILES:
         shutil.copy(minilm_dir / name, hf_dir / name)
     transformer = Transformer(str(hf_dir), max_seq_length=64)

@@ -106,3 +106,16 @@ def finish(proc: subprocess.Popen, timeout: float = 300.0) -> dict:
     out, err = proc.communicate(timeout=timeout)
     assert proc.returncode == 0, err[-3000:]
     return json.loads(out.split("RESULT ", 1)[1])
+
+
+def worker_spec(model_dir: Path, driver_model: Path | None = None, model_sha256: str | None = None):
+    """The job spec a driver sends its workers: their model at ``model_dir``, the driver's model identity read from
+    ``driver_model`` (default: the same directory) and its ONNX sha256 (default: that identity's)."""
+    from embedrt.corpus.identity import ModelIdentity
+    from embedrt.corpus.spec import JobSpec
+    from embedrt.manifest import Variant
+
+    identity = ModelIdentity.of(driver_model or model_dir, Variant.FP32)
+    sha256 = model_sha256 or identity.model_sha256
+    fields = ("cpu", "text", "id", (), "int64", (), 32, 32, "fail", "r1", identity.to_dict())
+    return JobSpec(str(model_dir), "fp32", sha256, *fields)

@@ -70,6 +70,14 @@ def test_errors_are_one_line_and_nonzero(tiny_export, tmp_path, capsys):
     assert "bad.jsonl:1" in capsys.readouterr().err
 
 
+def test_export_into_a_directory_that_is_no_export_is_one_line(tiny_model_dir, tmp_path, capsys):
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "todo.txt").write_text("mine")
+    assert main(["export", str(tiny_model_dir), "--out", str(tmp_path / "notes"), "--variants", "fp32"]) == 1
+    assert "notes is not empty and has no manifest.json" in capsys.readouterr().err
+    assert [p.name for p in (tmp_path / "notes").iterdir()] == ["todo.txt"]
+
+
 @pytest.mark.parametrize(
     ("content", "message"),
     [

@@ -13,7 +13,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from corpus_helpers import min_cosine, mixed_texts, read_output, write_jsonl, write_parquet
+from corpus_helpers import min_cosine, mixed_texts, read_output, worker_spec, write_jsonl, write_parquet
 
 from embedrt import Encoder
 from embedrt.corpus import embed_corpus
@@ -188,12 +188,11 @@ def test_ray_worker_with_another_model_refuses(tmp_path: Path, tiny_export: Path
     """The driver's sha256 reaches the actors; one whose model directory lists another refuses every block."""
     from embedrt.corpus.ray_engine import run_ray
     from embedrt.corpus.sources import plan_input
-    from embedrt.corpus.spec import JobSpec
     from embedrt.corpus.storage import resolve
 
     src = write_parquet(tmp_path / "in.parquet", list(range(20)), mixed_texts(20))
     plan = plan_input(resolve(src), "text", "id", 10)
-    spec = JobSpec(str(tiny_export), "fp32", "f" * 64, "cpu", "text", "id", (), "int64", (), 32, 32, "fail", "r1")
+    spec = worker_spec(tiny_export, model_sha256="f" * 64)
     out = resolve(tmp_path / "out")
     os.makedirs(out.path)
     with pytest.raises(ValueError, match=r"worker .*: the model at .* has sha256 [0-9a-f]{12}.*ffffffffffff"):

@@ -11,14 +11,23 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from corpus_helpers import kill_when, min_cosine, mixed_texts, read_output, start_job, write_jsonl, write_parquet
+from conftest import clone_dir, drop_normalize
+from corpus_helpers import (
+    kill_when,
+    min_cosine,
+    mixed_texts,
+    read_output,
+    start_job,
+    worker_spec,
+    write_jsonl,
+    write_parquet,
+)
 
 from embedrt import Encoder
 from embedrt.corpus import embed_corpus
 from embedrt.corpus.cli import add_parser
 from embedrt.corpus.local import run_local
 from embedrt.corpus.sources import plan_input
-from embedrt.corpus.spec import JobSpec
 from embedrt.corpus.storage import resolve
 
 
@@ -131,14 +140,22 @@ def test_success_removed_as_soon_as_a_run_has_work(tmp_path: Path, tiny_export: 
     assert result.rows_out == n and (out / "_SUCCESS").exists()
 
 
-def test_worker_with_another_model_refuses(tmp_path: Path, tiny_export: Path) -> None:
-    """The driver's sha256 travels in the job spec; a worker whose model lists another one embeds nothing."""
+@pytest.mark.parametrize("case", ["another-onnx-file", "another-pipeline"])
+def test_worker_with_another_model_refuses(tmp_path: Path, tiny_export: Path, case: str) -> None:
+    """The driver's sha256 and pipeline travel in the job spec; a worker whose model differs embeds nothing."""
     src = write_parquet(tmp_path / "in.parquet", [1, 2], ["a", "b"])
     plan = plan_input(resolve(src), "text", "id", 10)
-    spec = JobSpec(str(tiny_export), "fp32", "0" * 64, "cpu", "text", "id", (), "int64", (), 32, 32, "fail", "r1")
+    if case == "another-onnx-file":
+        spec = worker_spec(tiny_export, model_sha256="0" * 64)
+        said = r"the model at .* has sha256 [0-9a-f]{12}"
+    else:  # the same ONNX file, Normalize removed
+        other = clone_dir(tiny_export, tmp_path / "other")
+        drop_normalize(other)
+        spec = worker_spec(other, driver_model=tiny_export)
+        said = r"the model at .* has the driver's ONNX file in another pipeline \(normalize True -> False"
     out = resolve(tmp_path / "out")
     os.makedirs(out.path)
-    with pytest.raises(ValueError, match=rf"worker .*:{os.getpid()}: the model at .* has sha256 [0-9a-f]{{12}}"):
+    with pytest.raises(ValueError, match=rf"worker .*:{os.getpid()}: {said}"):
         run_local(plan.units, spec, out.fs, out, 1, 1, lambda result: None)
     assert not list((tmp_path / "out").iterdir())
 

@@ -172,3 +172,41 @@ def test_device_cuda_code_path_on_the_cpu(tmp_path: Path, tiny_export: Path) -> 
     with pytest.raises(RuntimeError, match="device='cuda' but onnxruntime offers only"):
         embed_corpus(src, tmp_path / "out", tiny_export, device="cuda")
     assert not (tmp_path / "out").exists()  # refused before OUTPUT was touched
+
+
+def test_a_jsonl_id_past_int64_names_file_and_line_and_is_skipped(tmp_path: Path, tiny_export: Path) -> None:
+    """JSON integers are unbounded; an int64 id column is not: the error names the file and line, skip works."""
+    records = [{"id": 1, "text": "one"}, {"id": 2**63, "text": "too big"}, {"id": -(2**63) - 1, "text": "too small"}]
+    records += [{"id": 2**63 - 1, "text": "the largest"}]
+    src = write_jsonl(tmp_path / "in.jsonl", records)
+    with pytest.raises(ValueError, match=r"in\.jsonl:2: id 'id' 9223372036854775808 is outside the int64 range"):
+        embed_corpus(src, tmp_path / "fail", tiny_export)
+    result = embed_corpus(src, tmp_path / "out", tiny_export, on_bad_row="skip")
+    assert read_output(tmp_path / "out")[0] == [1, 2**63 - 1]
+    assert [(s["line"], s["id"]) for s in result.manifest["skipped"]] == [(2, None), (3, None)]
+    assert "outside the int64 range" in result.manifest["skipped"][1]["reason"]
+
+
+def test_a_kept_jsonl_integer_past_int64_is_a_bad_row(tmp_path: Path, tiny_export: Path) -> None:
+    records = [
+        {"id": "a", "text": "one", "n": 1, "x": 1.5},
+        {"id": "b", "text": "two", "n": 2**64, "x": 2},
+        {"id": "c", "text": "three", "n": 3, "x": 10**400},
+    ]
+    src = write_jsonl(tmp_path / "in.jsonl", records)
+    with pytest.raises(ValueError, match=r"in\.jsonl:2: field 'n' 18446744073709551616 is outside the int64 range"):
+        embed_corpus(src, tmp_path / "fail", tiny_export, keep_columns=["n"])
+    with pytest.raises(ValueError, match=r"in\.jsonl:3: field 'x': 1000000000\d* is too large for a double"):
+        embed_corpus(src, tmp_path / "fail2", tiny_export, keep_columns=["x"])
+    result = embed_corpus(src, tmp_path / "out", tiny_export, keep_columns=["n", "x"], on_bad_row="skip")
+    assert pq.read_table(tmp_path / "out").column("n").to_pylist() == [1]
+    assert [s["line"] for s in result.manifest["skipped"]] == [2, 3]
+
+
+def test_an_integer_past_pythons_digit_limit_is_a_bad_line(tmp_path: Path, tiny_export: Path) -> None:
+    src = tmp_path / "in.jsonl"
+    src.write_bytes(b'{"id": 1, "text": "one"}\n{"id": ' + b"9" * 5000 + b', "text": "huge"}\n')
+    with pytest.raises(ValueError, match=r"in\.jsonl:2 is not valid JSON"):
+        embed_corpus(src, tmp_path / "fail", tiny_export)
+    result = embed_corpus(src, tmp_path / "out", tiny_export, on_bad_row="skip")
+    assert result.rows_out == 1 and result.manifest["skipped"][0]["line"] == 2

@@ -24,6 +24,7 @@ from corpus_helpers import kill_when, min_cosine, mixed_texts, start_job, write_
 
 from embedrt import Encoder
 from embedrt.corpus import OutputLocked, embed_corpus, output_parts
+from embedrt.corpus.lock import boot_id, pid_namespace
 
 moto_server = pytest.importorskip("moto.server", reason="needs moto[server] (the test extra)")
 
@@ -179,7 +180,7 @@ def test_s3_lock_refuses_a_live_holder(tmp_path: Path, tiny_export: Path, bucket
     src = write_parquet(tmp_path / "in.parquet", [1, 2], ["a", "b"])
     upload(fs, src, f"{name}/in.parquet")
     holder = {"run_id": "r0", "host": socket.gethostname(), "pid": os.getpid(), "pid_start": None}
-    holder.update(started=0.0, heartbeat=0.0)
+    holder.update(started=0.0, heartbeat=0.0, pid_ns=pid_namespace(), boot_id=boot_id())  # this process's
     with fs.open_output_stream(f"{name}/out/_lock") as handle:
         handle.write(json.dumps(holder).encode())
     with pytest.raises(OutputLocked, match=rf"locked by run r0 \(pid {os.getpid()} on host"):

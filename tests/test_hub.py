@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import save_hf_cross_encoder
 
 from embedrt.export import hub
 from embedrt.export.hub import IGNORE_PATTERNS, HubModelNotFoundError, allow_patterns, hub_repo_id, is_needed
@@ -676,3 +677,75 @@ def test_an_existing_file_is_not_a_model(cache):
     Path("model.safetensors").write_bytes(b"w")
     with pytest.raises(FileNotFoundError, match="is a file"):
         resolve_source("model.safetensors")
+
+
+# --- a plain Hugging Face cross-encoder ------------------------------------------------------------------------
+
+
+CROSS_ENCODER = "cross-encoder/ms-marco-tiny-L2"
+
+
+def _plain_cross_encoder_files(tmp_path: Path, minilm_dir: Path) -> dict[str, bytes]:
+    """The files of a hub cross-encoder/ms-marco-* repo: config.json (BertForSequenceClassification), tokenizer
+    files, model.safetensors, no modules.json; a tiny random model, plus files no export reads."""
+    saved = save_hf_cross_encoder(tmp_path / "saved", minilm_dir, num_labels=1)
+    files = {p.name: p.read_bytes() for p in saved.iterdir() if p.is_file()}
+    files.update({"README.md": b"# model card", "onnx/model.onnx": b"onnx", "pytorch_model.bin": b"pickle"})
+    return files
+
+
+def test_a_plain_hf_cross_encoder_resolves_from_the_cache(cache, tmp_path, minilm_dir, monkeypatch):
+    monkeypatch.setattr("huggingface_hub.snapshot_download", _must_not_download)
+    files = _plain_cross_encoder_files(tmp_path, minilm_dir)
+    snapshot = write_snapshot(cache, CROSS_ENCODER, SHA_A, files, refs=("main",))
+    resolved = resolve_source(CROSS_ENCODER)
+    assert resolved.path == snapshot
+    assert set(resolved.info["files"]) == {
+        "config.json",
+        "model.safetensors",
+        "special_tokens_map.json",
+        "tokenizer.json",
+        "tokenizer_config.json",
+        "vocab.txt",
+    }
+
+
+@pytest.mark.parametrize(("drop", "lacks"), [("model.safetensors", "model.safetensors"), ("vocab.txt", "vocab.txt")])
+def test_a_plain_hf_cross_encoder_missing_files_is_not_used(cache, tmp_path, minilm_dir, drop, lacks):
+    files = _plain_cross_encoder_files(tmp_path, minilm_dir)
+    files.pop(drop)
+    if drop == "vocab.txt":
+        files.pop("tokenizer.json")
+    write_snapshot(cache, CROSS_ENCODER, SHA_A, files, refs=("main",))
+    with pytest.raises(HubModelNotFoundError, match=lacks):
+        resolve_source(CROSS_ENCODER)
+
+
+def test_a_plain_hf_model_that_is_no_cross_encoder_still_needs_modules_json(cache):
+    write_snapshot(cache, "org/bert", SHA_A, {"config.json": b'{"architectures": ["BertModel"]}'}, refs=("main",))
+    with pytest.raises(HubModelNotFoundError, match=r"lacks modules\.json"):
+        resolve_source("org/bert")
+
+
+def test_a_download_of_a_plain_hf_cross_encoder_is_accepted(cache, tmp_path, minilm_dir, monkeypatch):
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    fake = FakeHub(_plain_cross_encoder_files(tmp_path, minilm_dir), SHA_C)
+    monkeypatch.setattr("huggingface_hub.snapshot_download", fake)
+    resolved = resolve_source(CROSS_ENCODER)
+    assert resolved.info["commit"] == SHA_C
+    assert "pytorch_model.bin" not in resolved.info["files"]  # never fetched without allow_pickle
+
+
+def test_a_plain_hf_cross_encoder_exports_by_hub_id_offline(cache, tmp_path, minilm_dir, monkeypatch):
+    """The case of cross-encoder/ms-marco-MiniLM-L6-v2: exported from the cache, no network, and it scores."""
+    from embedrt import Reranker
+    from embedrt.export import export
+
+    monkeypatch.setattr("huggingface_hub.snapshot_download", _must_not_download)
+    write_snapshot(cache, CROSS_ENCODER, SHA_A, _plain_cross_encoder_files(tmp_path, minilm_dir), refs=("main",))
+    out = export(CROSS_ENCODER, tmp_path / "exported", variants=("fp32",), progress=False)
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["kind"] == "cross-encoder"
+    assert (manifest["source"]["hub_id"], manifest["source"]["commit"]) == (CROSS_ENCODER, SHA_A)
+    scores = Reranker.load(out).predict([("a question", "an answer"), ("a question", "something else")])
+    assert len(scores) == 2

@@ -4,12 +4,11 @@ the Hugging Face fast tokenizer."""
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import TOKENIZER_FILES
+from conftest import save_hf_cross_encoder
 from test_tokenizer import hostile_texts
 
 from embedrt import Encoder
@@ -28,27 +27,6 @@ PAIRS = [
 DOCUMENTS = [p[1] for p in CHECK_PAIRS[:12]]
 
 
-def _hf_cross_encoder(root: Path, minilm_dir: Path, num_labels: int, max_positions: int = 64) -> Path:
-    """A random BertForSequenceClassification with MiniLM's tokenizer, in the plain Hugging Face layout."""
-    import torch
-    from transformers import BertConfig, BertForSequenceClassification
-
-    torch.manual_seed(num_labels)
-    config = BertConfig(
-        vocab_size=30522,
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        intermediate_size=64,
-        max_position_embeddings=max_positions,
-        num_labels=num_labels,
-    )
-    BertForSequenceClassification(config).save_pretrained(root, safe_serialization=True)
-    for name in TOKENIZER_FILES:
-        shutil.copy(minilm_dir / name, root / name)
-    return root
-
-
 @pytest.fixture(scope="module", params=[("st", 1), ("hf", 1), ("st", 3), ("hf", 3)], ids=lambda p: f"{p[0]}-{p[1]}")
 def cross_encoder(request, tmp_path_factory, minilm_dir):
     """(source dir, export dir) for each layout and label count."""
@@ -56,7 +34,7 @@ def cross_encoder(request, tmp_path_factory, minilm_dir):
 
     layout, labels = request.param
     tmp = tmp_path_factory.mktemp(f"ce-{layout}-{labels}")
-    source = _hf_cross_encoder(tmp / "hf", minilm_dir, labels)
+    source = save_hf_cross_encoder(tmp / "hf", minilm_dir, labels)
     if layout == "st":  # sentence-transformers >= 5 writes modules.json and config_sentence_transformers.json
         CrossEncoder(str(source), device="cpu", max_length=48).save(str(tmp / "st"))
         source = tmp / "st"

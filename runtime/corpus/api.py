@@ -11,12 +11,12 @@ from pathlib import Path
 from typing import Any
 
 from embedrt.config import Choice, ModelConfig, positive_int
-from embedrt.corpus.duplicates import find_duplicates
+from embedrt.corpus.duplicates import IdCounter
 from embedrt.corpus.job import (
     SUCCESS_NAME,
     JobState,
     check_output,
-    model_sha256,
+    model_identity,
     prepare_output,
     read_json,
     write_json,
@@ -129,7 +129,7 @@ def embed_corpus(
     positive_int("block_rows", block_rows)
     keep = _keep_columns(keep_columns, text_column, id_column)
     model = Path(model_dir).resolve()
-    sha256 = model_sha256(model, chosen_variant)
+    identity = model_identity(model, chosen_variant)
     dimension = ModelConfig.from_dir(model).dimension
     if chosen_device is WorkerDevice.CUDA and chosen_engine is Engine.LOCAL:
         from embedrt.session import Device, resolve_device
@@ -152,8 +152,7 @@ def embed_corpus(
             keep,
             block_rows,
             str(model),
-            chosen_variant.value,
-            sha256,
+            identity,
         )
         prepared = prepare_output(out, state, plan, overwrite, run_id)
         if prepared.finished:
@@ -162,7 +161,7 @@ def embed_corpus(
         spec = JobSpec(
             str(model),
             chosen_variant.value,
-            sha256,
+            identity.model_sha256,
             chosen_device.value,
             text_column,
             id_column,
@@ -173,32 +172,37 @@ def embed_corpus(
             batch_size,
             bad_row_policy.value,
             run_id,
+            identity.to_dict(),
         )
         todo = set(prepared.todo)
         units = [unit.with_blocks(todo) for unit in plan.units if any(b.name in todo for b in unit.blocks)]
         bar = Progress("embed-corpus documents", sum(b.rows for b in plan.blocks if b.name in todo), enabled=progress)
 
         written: dict[str, BlockResult] = {}
+        ids = IdCounter([block.name for block in plan.blocks], plan.total_rows)
+        index = {block.name: i for i, block in enumerate(plan.blocks)}
 
         def on_block(result: BlockResult) -> None:
-            written[result.name] = result
+            ids.add(index[result.name], result.ids)  # counted as the parts come in; not kept in the driver
+            written[result.name] = replace(result, ids=None)
             bar.update(result.rows_in)
 
         embed_started = time.perf_counter()
         engine_start_s = 0.0
-        if chosen_engine is Engine.LOCAL:
-            from embedrt.corpus.local import run_local
+        with ids:
+            if chosen_engine is Engine.LOCAL:
+                from embedrt.corpus.local import run_local
 
-            run_local(units, spec, source.fs, out, workers, threads_per_worker, on_block)
-        else:
-            from embedrt.corpus.ray_engine import run_ray
+                run_local(units, spec, source.fs, out, workers, threads_per_worker, on_block)
+            else:
+                from embedrt.corpus.ray_engine import run_ray
 
-            engine_start_s = run_ray(units, spec, source.fs, out, workers, threads_per_worker, address, on_block)
-        embed_s = time.perf_counter() - embed_started
-        if progress and bar.done < bar.total:
-            sys.stderr.write("\n")
-        lock.check()
-        manifest = _finish(out, plan, spec, duplicate_policy, source, written)
+                engine_start_s = run_ray(units, spec, source.fs, out, workers, threads_per_worker, address, on_block)
+            embed_s = time.perf_counter() - embed_started
+            if progress and bar.done < bar.total:
+                sys.stderr.write("\n")
+            lock.check()
+            manifest = _finish(out, plan, spec, duplicate_policy, source, written, ids)
         manifest.update(
             engine=chosen_engine.value,
             workers=workers,
@@ -222,24 +226,38 @@ def _finish(
     duplicate_policy: OnDuplicateId,
     source: Location,
     written: dict[str, BlockResult],
+    ids: IdCounter,
 ) -> dict[str, Any]:
     """Check the complete set of parts (rows, ids) and build the manifest; raises on repeated ids under fail.
 
-    Parts written by this run are known from what their workers reported; the others are read back (footer and
-    id column). One listing of OUTPUT gives every part's size and shows that each one is there.
+    Parts written by this run are known from what their workers reported (their ids are in ``ids`` already);
+    the others are read back (footer and id column), their ids counted part by part and not kept. One listing
+    of OUTPUT gives every part's size and shows that each one is there.
     """
     names = [block.name for block in plan.blocks]
     sizes = {info.path.rsplit("/", 1)[-1]: int(info.size) for info in list_dir(out) if info.is_file}
     missing = [name for name in names if name not in sizes]
     if missing:
         raise RuntimeError(f"{out}: parts missing after the run: {', '.join(missing[:5])}; run the job again")
-    parts = [
-        replace(written[name], size_bytes=sizes[name])
-        if name in written
-        else read_part(out.child(name), spec.id_column)
-        for name in names
-    ]
+    parts = []
+    for index, name in enumerate(names):
+        if name in written:
+            parts.append(replace(written[name], size_bytes=sizes[name]))
+        else:
+            part = read_part(out.child(name), spec.id_column)
+            ids.add(index, part.ids)
+            parts.append(replace(part, ids=None))
     skipped = [{"id": s.id, "row": s.row, "line": s.line, "reason": s.reason} for part in parts for s in part.skipped]
+    if skipped and OnBadRow.parse(spec.on_bad_row) is OnBadRow.FAIL:
+        # Left out by an earlier run under --on-bad-row skip (a block with a bad row writes no part under fail):
+        # this run fails on them as a run from scratch would, rather than list them in a _SUCCESS.
+        first = skipped[0]
+        line = f", line {first['line']}" if first["line"] is not None else ""
+        raise ValueError(
+            f"{source}: row {first['row']}{line} (id {first['id']!r}): {first['reason']} (left out by an earlier run "
+            f"with --on-bad-row skip; {len(skipped)} such rows in all): this run has --on-bad-row fail; fix the "
+            "input (then re-run with --overwrite) or pass --on-bad-row skip"
+        )
     rows_in = sum(part.rows_in for part in parts)
     rows_out = sum(part.rows_out for part in parts)
     if rows_in != plan.total_rows or rows_out + len(skipped) != rows_in:
@@ -247,7 +265,7 @@ def _finish(
             f"{out}: the parts hold {rows_out} rows + {len(skipped)} skipped for {rows_in} rows read and "
             f"{plan.total_rows} in the input; run again with --overwrite, or delete OUTPUT"
         )
-    duplicates = find_duplicates(names, [part.ids for part in parts])
+    duplicates = ids.result()
     if duplicates.count and duplicate_policy is OnDuplicateId.FAIL:
         raise ValueError(
             f"{source}: {duplicates.describe()}. Ids must be unique to join the vectors back to their rows: fix "
@@ -270,6 +288,8 @@ def _finish(
         "model_dir": spec.model_dir,
         "variant": spec.variant,
         "model_sha256": spec.model_sha256,
+        "pipeline": spec.model_identity["pipeline"],
+        "on_bad_row": spec.on_bad_row,
         "int8_paths": int8_paths(parts),
         "devices": counts([part.device for part in parts]),
         "on_duplicate_id": duplicate_policy.value,

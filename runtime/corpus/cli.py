@@ -11,7 +11,8 @@ _DESCRIPTION = """\
 Embed every document of INPUT into OUTPUT, a directory of parquet parts (the id column, any --keep-columns and
 `embedding`, a fixed-size list of float32) and a _SUCCESS manifest written last, which lists the parts.
 Re-running the same command after a crash embeds only the parts that are missing; a finished job is not redone;
-an input file that changed since, or another model, variant or option into the same OUTPUT, is refused (or
+an input file that changed since, or another model pipeline, variant or option (--on-bad-row too) into the
+same OUTPUT, is refused (or
 re-embedded with --overwrite). One run at a time writes into an OUTPUT (OUTPUT/_lock)."""
 
 _EPILOG = """\

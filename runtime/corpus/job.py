@@ -20,16 +20,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from embedrt.corpus.identity import ModelIdentity
 from embedrt.corpus.lock import BREAK_PREFIX, LOCK_NAME
 from embedrt.corpus.sources import InputFile, Plan
 from embedrt.corpus.spec import JobSpec
 from embedrt.corpus.storage import TMP_PREFIX, Location, delete, file_info, import_pyarrow, list_dir, read_bytes
 from embedrt.corpus.storage import write_bytes as _write_bytes
-from embedrt.manifest import MANIFEST_NAME, Manifest, Variant
+from embedrt.manifest import Variant
 
 STATE_NAME = "_job.json"
 SUCCESS_NAME = "_SUCCESS"
-STATE_FORMAT = 2
+# 3: the model's whole pipeline (``identity``) is part of the job.
+STATE_FORMAT = 3
 _OVERWRITE_HINT = "pass --overwrite to re-embed what changed, or choose another OUTPUT"
 
 
@@ -44,8 +46,7 @@ class JobState:
     keep_columns: tuple[str, ...]
     block_rows: int
     model_dir: str
-    variant: str
-    model_sha256: str
+    model: ModelIdentity
 
     @classmethod
     def read(cls, location: Location) -> JobState:
@@ -65,8 +66,7 @@ class JobState:
                 keep_columns=tuple(str(c) for c in data["keep_columns"]),
                 block_rows=int(data["block_rows"]),
                 model_dir=str(data["model_dir"]),
-                variant=str(data["variant"]),
-                model_sha256=str(data["model_sha256"]),
+                model=ModelIdentity.from_dict(data["model"]),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"{location} is not a valid job state ({exc!r}); {_OVERWRITE_HINT}") from None
@@ -82,18 +82,24 @@ class JobState:
             "keep_columns": list(self.keep_columns),
             "block_rows": self.block_rows,
             "model_dir": self.model_dir,
-            "variant": self.variant,
-            "model_sha256": self.model_sha256,
+            "model": self.model.to_dict(),
         }
 
     def changes_since(self, previous: JobState) -> Changes:
         """How this run differs from the job that wrote OUTPUT."""
         changes = Changes()
-        if (previous.model_sha256, previous.variant) != (self.model_sha256, self.variant):
+        old, new = previous.model, self.model
+        if (old.model_sha256, old.variant) != (new.model_sha256, new.variant):
             changes.model = (
-                f"it holds embeddings of model {previous.model_dir} variant {previous.variant} "
-                f"(sha256 {previous.model_sha256[:12]}...); this run asks for {self.model_dir} variant {self.variant} "
-                f"(sha256 {self.model_sha256[:12]}...). Vectors of two models must not be mixed"
+                f"it holds embeddings of model {previous.model_dir} variant {old.variant} "
+                f"(sha256 {old.model_sha256[:12]}...); this run asks for {self.model_dir} variant {new.variant} "
+                f"(sha256 {new.model_sha256[:12]}...). Vectors of two models must not be mixed"
+            )
+        elif old != new:
+            changes.model = (
+                f"it holds embeddings of model {previous.model_dir} variant {old.variant}; {self.model_dir} has the "
+                f"same ONNX file in another pipeline ({'; '.join(new.differences(old))}). Vectors of two pipelines "
+                "must not be mixed"
             )
         before = {"files": [f.uri for f in previous.files]}
         now = {"files": [f.uri for f in self.files]}
@@ -232,35 +238,41 @@ def prepare_output(output: Location, state: JobState, plan: Plan, overwrite: boo
     return Prepared(todo, not todo and not stale and SUCCESS_NAME in names, len(stale))
 
 
-def model_sha256(model_dir: Path, variant: Variant) -> str:
-    """The sha256 of the variant's model file, as its export manifest lists it.
+def model_identity(model_dir: Path, variant: Variant) -> ModelIdentity:
+    """The identity of the variant's model and pipeline (``identity.ModelIdentity``).
 
-    Every worker checks the file against the manifest when it loads it (``embedrt.loading``), so this is the
-    hash of the model that embeds, without the driver reading the model file once more.
+    The ONNX file's sha256 is the one its export manifest lists: every worker checks the file against the
+    manifest when it loads it (``embedrt.loading``), so this is the hash of the model that embeds, without the
+    driver reading the model file once more. The other files the Encoder reads are hashed here.
     """
-    manifest_path = model_dir / MANIFEST_NAME
-    if not manifest_path.is_file():
-        raise FileNotFoundError(f"{manifest_path} not found: {model_dir} is not an embedrt export")
-    return Manifest.from_file(manifest_path).info(variant, model_dir).sha256
+    return ModelIdentity.of(model_dir, variant)
 
 
 def verify_model(spec: JobSpec) -> None:
-    """Refuse to embed when this worker's model is not the driver's (compared by sha256).
+    """Refuse to embed when this worker's model or pipeline is not the driver's.
 
     Raises:
-        ValueError: the model directory here lists another sha256 (or is missing), naming host, path and both.
+        ValueError: the model directory here lists another sha256, holds another pipeline (pooling, Normalize,
+            Dense, max_seq_length, prompts, tokenizer) or is missing, naming host, path and what differs.
 
     """
     where = f"{socket.gethostname()}:{os.getpid()}"
     try:
-        found = model_sha256(Path(spec.model_dir), Variant.parse(spec.variant))
-    except (FileNotFoundError, ValueError) as exc:
+        found = model_identity(Path(spec.model_dir), Variant.parse(spec.variant))
+        expected = ModelIdentity.from_dict(spec.model_identity)
+    except (FileNotFoundError, ValueError, KeyError, TypeError) as exc:
         raise ValueError(f"worker {where}: cannot read the model of this job: {exc}") from None
-    if found != spec.model_sha256:
+    if found.model_sha256 != spec.model_sha256:
         raise ValueError(
-            f"worker {where}: the model at {spec.model_dir} (variant {spec.variant}) has sha256 {found[:12]}..., "
-            f"but this job embeds with sha256 {spec.model_sha256[:12]}... (the driver's): every worker must read "
-            "the same model; fix the model directory on this host"
+            f"worker {where}: the model at {spec.model_dir} (variant {spec.variant}) has sha256 "
+            f"{found.model_sha256[:12]}..., but this job embeds with sha256 {spec.model_sha256[:12]}... (the "
+            "driver's): every worker must read the same model; fix the model directory on this host"
+        )
+    if found != expected:
+        raise ValueError(
+            f"worker {where}: the model at {spec.model_dir} (variant {spec.variant}) has the driver's ONNX file in "
+            f"another pipeline ({'; '.join(found.differences(expected))}): every worker must read the same model; "
+            "fix the model directory on this host"
         )
 
 

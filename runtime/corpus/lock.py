@@ -1,11 +1,20 @@
 """One run at a time per OUTPUT: a lock file created exclusively, holding who runs, refreshed while it runs.
 
 ``OUTPUT/_lock`` is JSON: run id, host, pid (and the process's start time, so a reused pid is not mistaken for
-the holder), when the run started and its last heartbeat, rewritten every ``HEARTBEAT_S``. A second run is
-refused at once with the holder's description. A lock is stale, and taken over, when
+the holder), the holder's PID namespace and boot id, when the run started and its last heartbeat, rewritten every
+``HEARTBEAT_S``. A second run is refused at once with the holder's description. A lock is stale, and taken over,
+when
 
-- its host is this host and its process is gone (a killed run: the next run on the same machine goes ahead), or
-- its host is another one and it has had no heartbeat for ``STALE_AFTER_S`` (a machine that died).
+- its host, PID namespace and boot id are this process's and its process is gone (a killed run: the next run on
+  the same machine goes ahead), or
+- otherwise, it has had no heartbeat for ``STALE_AFTER_S`` (a machine that died). A same hostname alone does not
+  say that the holder's pid can be probed: containers with the host's network (Kubernetes ``hostNetwork``,
+  ``docker --network host``) share the hostname but each has its own PID namespace, where a run is often pid 1;
+  and after a reboot every pid is new. A lock without those ids (written by an older embedrt) follows this rule.
+
+The heartbeat retries a failed read or write (NFS ESTALE, an S3 503, a timeout) on its next beat; ``check``
+reports the lock as lost once no heartbeat has been written for ``LOSS_AFTER_S`` (failing, or stuck in a call
+that does not return), well before another host may take the lock over (``STALE_AFTER_S``).
 
 On the local filesystem (NFS included) the lock is created by ``link(2)`` of a complete temporary file, which
 fails when the name exists: exactly one of two runs gets it. Object stores have no create-if-absent through
@@ -33,6 +42,11 @@ HEARTBEAT_S = 30.0
 # Another host's run is presumed dead after this long without a heartbeat: 20 missed beats, far beyond any
 # clock skew or pause of a live driver.
 STALE_AFTER_S = 600.0
+# A run whose heartbeat has failed this long stops trusting its lock (``check``): half the time after which
+# another host may take it over, so the run learns it before anyone else can act on it.
+LOSS_AFTER_S = STALE_AFTER_S / 2
+_PID_NS = "/proc/self/ns/pid"
+_BOOT_ID = "/proc/sys/kernel/random/boot_id"
 # A takeover (read, delete, create) takes milliseconds; a marker older than this was left by a run that died
 # in the middle of one.
 BREAK_TIMEOUT_S = 60.0
@@ -52,12 +66,15 @@ class Holder:
     pid_start: int | None  # the process's start time in clock ticks after boot (Linux), against pid reuse
     started: float  # Unix time
     heartbeat: float  # Unix time of the last refresh
+    pid_ns: str | None = None  # "pid:[<inode>]" of the holder's PID namespace; None without procfs or in old locks
+    boot_id: str | None = None  # the kernel's boot id: pids of another boot are not this boot's
 
     @classmethod
     def current(cls, run_id: str) -> Holder:
         """A holder for this process."""
         now = time.time()
-        return cls(run_id, socket.gethostname(), os.getpid(), process_start(os.getpid()), now, now)
+        pid = os.getpid()
+        return cls(run_id, socket.gethostname(), pid, process_start(pid), now, now, pid_namespace(), boot_id())
 
     @classmethod
     def from_bytes(cls, data: bytes) -> Holder:
@@ -71,6 +88,8 @@ class Holder:
                 None if raw.get("pid_start") is None else int(raw["pid_start"]),
                 float(raw["started"]),
                 float(raw["heartbeat"]),
+                None if raw.get("pid_ns") is None else str(raw["pid_ns"]),
+                None if raw.get("boot_id") is None else str(raw["boot_id"]),
             )
         except (ValueError, KeyError, TypeError) as exc:
             raise ValueError(f"not an embed-corpus lock: {exc}") from None
@@ -87,9 +106,14 @@ class Holder:
             f"last heartbeat {max(0.0, now - self.heartbeat):.0f} s ago)"
         )
 
+    def pid_visible(self) -> bool:
+        """Whether this process sees the holder's pid: same host, same PID namespace and same boot, all known."""
+        here = (socket.gethostname(), pid_namespace(), boot_id())
+        return None not in here and (self.host, self.pid_ns, self.boot_id) == here
+
     def stale_reason(self, now: float, stale_after_s: float) -> str | None:
         """Why this holder is presumed dead, or None while it may be alive."""
-        if self.host == socket.gethostname():
+        if self.pid_visible():
             if not pid_alive(self.pid):
                 return f"its process {self.pid} is gone"
             start = process_start(self.pid)
@@ -98,6 +122,23 @@ class Holder:
             return None
         if now - self.heartbeat > stale_after_s:
             return f"no heartbeat for {now - self.heartbeat:.0f} s"
+        return None
+
+
+def pid_namespace() -> str | None:
+    """The PID namespace of this process, as ``/proc/self/ns/pid`` names it ("pid:[4026531836]"); None without it."""
+    try:
+        return os.readlink(_PID_NS)
+    except OSError:
+        return None
+
+
+def boot_id() -> str | None:
+    """The kernel's random boot id (new at every boot); None without procfs."""
+    try:
+        with open(_BOOT_ID, encoding="ascii") as handle:
+            return handle.read().strip() or None
+    except OSError:
         return None
 
 
@@ -165,6 +206,7 @@ class OutputLock:
         run_id: str,
         heartbeat_s: float = HEARTBEAT_S,
         stale_after_s: float = STALE_AFTER_S,
+        loss_after_s: float = LOSS_AFTER_S,
     ) -> None:
         """Describe the lock; nothing is taken before ``acquire``."""
         self.output = output
@@ -172,15 +214,19 @@ class OutputLock:
         self.holder = Holder.current(run_id)
         self.heartbeat_s = heartbeat_s
         self.stale_after_s = stale_after_s
+        self.loss_after_s = loss_after_s
         self.taken_over: str | None = None  # the description of a stale holder this run replaced
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._lost: str | None = None
+        self._last_beat = time.monotonic()  # when the lock file last held this run's fresh heartbeat
+        self._failure: str | None = None  # the last heartbeat error, until a heartbeat succeeds again
 
     def acquire(self) -> None:
         """Take the lock, or raise OutputLocked naming its holder; a stale lock is taken over."""
         for _ in range(3):  # a lock that vanishes or is taken over between our steps: look again
             if create_exclusive(self.location, self.holder.to_bytes(), self.holder.run_id):
+                self._last_beat = time.monotonic()
                 self._thread = threading.Thread(target=self._beat, name="embedrt-corpus-lock", daemon=True)
                 self._thread.start()
                 return
@@ -217,9 +263,19 @@ class OutputLock:
             ) from None
 
     def check(self) -> None:
-        """Raise if the lock was taken from this run (a heartbeat found another holder)."""
+        """Raise if the lock was taken from this run, or its heartbeat has failed for ``loss_after_s``."""
         if self._lost:
             raise OutputLocked(self._lost)
+        silent = time.monotonic() - self._last_beat
+        if self._thread is not None and silent > self.loss_after_s:
+            # A failing store, or a beat stuck in a read that never returns (a hung NFS mount): either way no
+            # heartbeat reached the lock for that long.
+            why = self._failure or "the heartbeat has not completed since"
+            raise OutputLocked(
+                f"OUTPUT {self.output}: this run's lock has had no heartbeat for {silent:.0f} s ({why}); "
+                f"another run may take it over after {self.stale_after_s:.0f} s, so this run's output is not trusted; "
+                "run the job again once the store is reachable"
+            )
 
     def release(self) -> None:
         """Stop the heartbeat and delete the lock if it is still this run's."""
@@ -258,25 +314,33 @@ class OutputLock:
             delete(marker)
 
     def _beat(self) -> None:
+        """Refresh the heartbeat until released; a failed read or write is retried at the next beat."""
         while not self._stop.wait(self.heartbeat_s):
             try:
                 current = self.read()
             except OutputLocked as exc:
                 self._lost = str(exc)
                 return
+            except OSError as exc:  # NFS ESTALE, an S3 503, a timeout: transient until check() says otherwise
+                self._failure = f"reading {self.location}: {type(exc).__name__}: {exc}"
+                continue
             if current is None or current.run_id != self.holder.run_id:
                 now = time.time()
                 by = current.describe(now) if current else "no one (the lock file was deleted)"
                 self._lost = f"OUTPUT {self.output}: this run's lock is now held by {by}; its output is not trusted"
                 return
             self.holder = Holder(**{**asdict(self.holder), "heartbeat": time.time()})
-            with contextlib.suppress(OSError):  # an unreachable store: the next beat tries again
+            try:
                 write_bytes(self.location, self.holder.to_bytes(), self.holder.run_id)
+            except OSError as exc:
+                self._failure = f"writing {self.location}: {type(exc).__name__}: {exc}"
+                continue
+            self._last_beat, self._failure = time.monotonic(), None
 
     def _locked_message(self, holder: Holder, now: float) -> str:
         return (
             f"OUTPUT {self.output} is locked by {holder.describe(now)}: another embed-corpus is writing there. "
-            f"Wait for it to end. A lock is taken over by the next run once its process is gone (same host) or "
-            f"after {self.stale_after_s:.0f} s without a heartbeat (another host); if you know that run is dead, "
-            f"delete {self.location}"
+            f"Wait for it to end. A lock is taken over by the next run once its process is gone (same host, PID "
+            f"namespace and boot) or after {self.stale_after_s:.0f} s without a heartbeat (otherwise); if you know "
+            f"that run is dead, delete {self.location}"
         )

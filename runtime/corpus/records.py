@@ -13,6 +13,7 @@ from typing import Any
 MISSING = object()
 
 ID_TYPES = ("int64", "string")
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1  # JSON integers are unbounded; an int64 column is not
 JSON_TEXT = "json"  # a kept field stored as the JSON text of each value
 _ARROW_TYPES = {"string": "string", "int64": "int64", "double": "float64", "bool": "bool", JSON_TEXT: "string"}
 
@@ -25,7 +26,7 @@ def parse_record(line: bytes, source: str, line_number: int) -> dict[str, Any]:
     """The JSON object on one line; RecordError (naming ``source:line``) when it is not one."""
     try:
         record = json.loads(line)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, and an integer past Python's 4300 digits
         raise RecordError(f"{source}:{line_number} is not valid JSON: {exc}") from None
     if not isinstance(record, dict):
         raise RecordError(f"{source}:{line_number} is {type(record).__name__}; expected a JSON object")
@@ -57,7 +58,18 @@ def id_type(record: dict[str, Any], id_column: str, source: str, line_number: in
         raise RecordError(
             f"{source}:{line_number}: id {value!r} is {type(value).__name__}; expected an integer or a string"
         )
+    if kind == "int64":
+        _check_int64(record[id_column], f"id {id_column!r}", source, line_number)
     return str(kind)
+
+
+def _check_int64(value: int, what: str, source: str, line_number: int) -> None:
+    """RecordError unless ``value`` fits an int64 column."""
+    if not INT64_MIN <= value <= INT64_MAX:
+        raise RecordError(
+            f"{source}:{line_number}: {what} {value} is outside the int64 range [{INT64_MIN}, {INT64_MAX}]; "
+            "write such values as JSON strings"
+        )
 
 
 def kept_value(record: dict[str, Any], field: str, kind: str, source: str, line_number: int) -> Any:
@@ -69,9 +81,14 @@ def kept_value(record: dict[str, Any], field: str, kind: str, source: str, line_
         return json.dumps(value, ensure_ascii=False)
     found = value_type(value)
     if found == kind:
+        if kind == "int64":
+            _check_int64(value, f"field {field!r}", source, line_number)
         return value
     if kind == "double" and found == "int64":
-        return float(value)
+        try:
+            return float(value)
+        except OverflowError:
+            raise RecordError(f"{source}:{line_number}: field {field!r}: {value} is too large for a double") from None
     raise RecordError(
         f"{source}:{line_number}: field {field!r} is {found}, but its first value in the file is {kind}; "
         "a kept field must have one type"

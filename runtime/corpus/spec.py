@@ -48,6 +48,7 @@ class JobSpec:
     batch_size: int
     on_bad_row: str
     run_id: str  # scopes temporary names to this run
+    model_identity: dict[str, Any]  # the driver's ``ModelIdentity``: a worker whose pipeline differs refuses
 
     @property
     def columns(self) -> list[str]:
@@ -61,4 +62,11 @@ class JobSpec:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> JobSpec:
         """Inverse of ``to_dict`` (lists back to tuples)."""
-        return cls(**{**data, "keep_columns": tuple(data["keep_columns"]), "keep_types": tuple(data["keep_types"])})
+        return cls(
+            **{
+                **data,
+                "keep_columns": tuple(data["keep_columns"]),
+                "keep_types": tuple(data["keep_types"]),
+                "model_identity": dict(data["model_identity"]),
+            }
+        )

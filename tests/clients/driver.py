@@ -137,7 +137,10 @@ def embedding_scenarios(job: dict[str, Any]) -> dict[str, Callable[[], dict[str,
         return {"scores": hub_client().sentence_similarity(texts[0], other_sentences=texts[1:])}
 
     def hub_endpoint_info() -> dict[str, Any]:
-        client = hub_client()
+        from huggingface_hub import InferenceClient
+
+        # these two refuse a client without a provider (huggingface_hub 1.x); a TEI endpoint is "hf-inference"
+        client = InferenceClient(base_url=url, api_key=key, provider="hf-inference")
         return {"info": client.get_endpoint_info(), "healthy": client.health_check()}
 
     def haystack_text_embedder() -> dict[str, Any]:

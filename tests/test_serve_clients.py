@@ -53,6 +53,8 @@ VECTOR_SCENARIOS = {
     "langchain_huggingface": ("vectors", True),
     "llama_index_tei": ("vectors", True),
     "llama_index_openai": ("vectors", True),
+    "cohere_v1_embed": ("vectors", True),
+    "cohere_v2_embed": ("vectors", True),
 }
 
 
@@ -143,6 +145,13 @@ def test_openai_base64_decodes_to_the_float_vectors(embedded, references):
     assert _ok(embedded["openai_float"])["tokens"] > 0
 
 
+def test_cohere_embed_answers_by_type(embedded, references):
+    v2 = _ok(embedded["cohere_v2_embed"])
+    np.testing.assert_allclose(v2["base64"], references["http"], atol=1e-7)
+    assert v2["tokens"] > 0
+    assert _ok(embedded["cohere_v1_embed"])["type"] == "embeddings_floats"
+
+
 def test_huggingface_hub_single_text_and_normalize(embedded, references):
     result = _ok(embedded["hub_feature_extraction"])
     np.testing.assert_allclose(result["single"], references["http"][:1], atol=1e-6)
@@ -170,7 +179,7 @@ def test_get_endpoint_info_reads_the_tei_fields(embedded):
 
 @pytest.mark.parametrize(
     ("scenario", "status"),
-    [("openai_too_many", 413), ("hub_too_long", 422)],
+    [("openai_too_many", 413), ("hub_too_long", 422), ("cohere_v2_embed_quantized", 400)],
 )
 def test_errors_reach_the_client_as_4xx(embedded, scenario, status):
     result = embedded[scenario]

@@ -7,6 +7,7 @@ the routes to use, before reading the body (the request is well formed, it was s
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import hmac
 import logging
@@ -27,7 +28,14 @@ from embedrt.encoder import Encoder
 from embedrt.manifest import ModelKind
 from embedrt.reranker import Reranker
 from embedrt.serve.batcher import Batcher, Kind, Rows, TooLong, embedding_compute, input_too_long
-from embedrt.serve.cohere import cohere_v1_rerank_body, cohere_v2_rerank_body, cohere_v2_rerank_request
+from embedrt.serve.cohere import (
+    cohere_embed_body,
+    cohere_embed_request,
+    cohere_prompt,
+    cohere_v1_rerank_body,
+    cohere_v2_rerank_body,
+    cohere_v2_rerank_request,
+)
 from embedrt.serve.config import ServeConfig
 from embedrt.serve.errors import ApiError
 from embedrt.serve.metrics import Metrics
@@ -59,6 +67,7 @@ from embedrt.serve.rerank import (
 from embedrt.serve.tei import (
     SimilarityRequest,
     cosine_to_first,
+    renamed_too_long,
     similarity_request,
     similarity_too_long,
     tei_error,
@@ -122,6 +131,8 @@ def create_app(model: Encoder | Reranker, config: ServeConfig, *, workers: int =
         Route("/", tei("/", server.tei_default), methods=["POST"]),
         Route("/v1/rerank", server.endpoint("/v1/rerank", server.cohere_rerank), methods=["POST"]),
         Route("/v2/rerank", server.endpoint("/v2/rerank", server.cohere_v2_rerank), methods=["POST"]),
+        Route("/v1/embed", server.endpoint("/v1/embed", server.cohere_v1_embed), methods=["POST"]),
+        Route("/v2/embed", server.endpoint("/v2/embed", server.cohere_v2_embed), methods=["POST"]),
         Route("/v1/models", server.endpoint("/v1/models", server.models), methods=["GET"]),
         Route("/tokenize", tei("/tokenize", server.tokenize), methods=["POST"]),
         Route("/health", server.endpoint("/health", server.health, auth=False), methods=["GET"]),
@@ -254,6 +265,31 @@ class _Server:
         order = ranking(scores)[: req.top_n]
         documents = req.documents if req.return_documents else None
         return _json(cohere_v2_rerank_body(order, scores, documents, sum(scored.tokens), request_id(request.scope)))
+
+    async def cohere_v1_embed(self, request: Request) -> Response:
+        """POST /v1/embed (Cohere v1, ``cohere.Client.embed``)."""
+        return await self._cohere_embed(request, v2=False)
+
+    async def cohere_v2_embed(self, request: Request) -> Response:
+        """POST /v2/embed (Cohere v2, ``cohere.ClientV2.embed``)."""
+        return await self._cohere_embed(request, v2=True)
+
+    async def _cohere_embed(self, request: Request, *, v2: bool) -> Response:
+        """Cohere's embed: ``{"id", "response_type", "embeddings", "texts", "meta"}``."""
+        encoder = self._encoder()
+        data = await self._json(request)
+        req = cohere_embed_request(data, self.config.max_inputs, encoder.dimension, encoder.max_seq_length, v2=v2)
+        self._check_model_name(req.model)
+        prompt = cohere_prompt(req.input_type, encoder.config.sentence_transformer.prompts)
+        embed = dataclasses.replace(req.embed, prompt_name=prompt)
+        too_long = functools.partial(self._texts_too_long, encoder.max_seq_length)
+        embedded = await self._embed(request, embed, encoder, too_long)
+        rid = request_id(request.scope)
+        return _json(cohere_embed_body(embedded.values, req, sum(embedded.tokens), rid, v2=v2))
+
+    @staticmethod
+    def _texts_too_long(max_seq_length: int, index: int) -> ApiError:
+        return renamed_too_long(max_seq_length, index, f"texts[{index}]", 400)  # Cohere: a 400 with truncate NONE
 
     async def models(self, request: Request) -> Response:
         """GET /v1/models: OpenAI's list, with the one model this server serves."""

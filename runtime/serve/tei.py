@@ -77,9 +77,15 @@ def similarity_request(data: dict[str, Any], max_inputs: int) -> SimilarityReque
 
 def similarity_too_long(max_seq_length: int, index: int) -> ApiError:
     """The too-long error of /embed, naming ``inputs.source_sentence`` or ``inputs.sentences[i]``."""
-    error = input_too_long(max_seq_length, index)
     name = f"inputs.{SOURCE}" if index == 0 else f"inputs.{SENTENCES}[{index - 1}]"
-    return ApiError(error.status, error.message.replace(f"inputs[{index}]", name, 1), param=name, code=error.code)
+    return renamed_too_long(max_seq_length, index, name)
+
+
+def renamed_too_long(max_seq_length: int, index: int, name: str, status: int | None = None) -> ApiError:
+    """/embed's error for ``inputs[index]`` past the model's length, naming the text ``name`` (with ``status``)."""
+    error = input_too_long(max_seq_length, index)
+    message = error.message.replace(f"inputs[{index}]", name, 1)
+    return ApiError(status or error.status, message, param=name, code=error.code)
 
 
 def cosine_to_first(vectors: np.ndarray) -> list[float]:

@@ -193,6 +193,33 @@ def embedding_scenarios(job: dict[str, Any]) -> dict[str, Callable[[], dict[str,
             "query": embeddings.get_query_embedding(texts[0]),
         }
 
+    def cohere_v1_embed() -> dict[str, Any]:
+        import cohere
+
+        client = cohere.Client(api_key=key, base_url=url)
+        response = client.embed(texts=texts, model=model, input_type="search_document")
+        return {"vectors": response.embeddings, "type": response.response_type}
+
+    def cohere_v2_embed() -> dict[str, Any]:
+        import cohere
+        import numpy as np
+
+        client = cohere.ClientV2(api_key=key, base_url=url)
+        response = client.embed(
+            texts=texts, model=model, input_type="search_query", embedding_types=["float", "base64"]
+        )
+        decoded = [np.frombuffer(base64.b64decode(s), dtype="<f4").tolist() for s in response.embeddings.base64]
+        tokens = response.meta.billed_units.input_tokens if response.meta and response.meta.billed_units else None
+        return {"vectors": response.embeddings.float_, "base64": decoded, "tokens": tokens}
+
+    def cohere_v2_embed_quantized() -> dict[str, Any]:
+        import cohere
+
+        cohere.ClientV2(api_key=key, base_url=url).embed(
+            texts=texts, model=model, input_type="search_query", embedding_types=["int8"]
+        )
+        return {}
+
     return {name: scenario for name, scenario in locals().items() if callable(scenario) and name != "hub_client"}
 
 

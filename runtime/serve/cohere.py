@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import orjson
 
+from embedrt.encoder import Encoder
 from embedrt.serve.errors import ApiError
 from embedrt.serve.protocol import EmbedRequest, RerankRequest, _describe, _json_type, _texts, cohere_rerank_request
 
@@ -91,10 +92,16 @@ def cohere_embed_request(
     return CohereEmbedRequest(embed, input_type, _embedding_types(data.get("embedding_types"), v2), model)
 
 
-def cohere_prompt(input_type: str | None, prompts: dict[str, str]) -> str | None:
-    """The model's prompt name for Cohere's ``input_type``: ``query`` or ``document`` when the model has it."""
+def cohere_prompt(input_type: str | None, encoder: Encoder) -> str | None:
+    """The prompt name for Cohere's ``input_type``: ``query`` or ``document`` when the model has it, else None."""
     name = INPUT_TYPES.get(input_type) if input_type is not None else None
-    return name if name in prompts else None
+    if name is None:
+        return None
+    try:
+        encoder.resolve_prompt(name)
+    except ValueError:  # not one of the model's prompts
+        return None
+    return name
 
 
 def cohere_embed_body(vectors: np.ndarray, req: CohereEmbedRequest, tokens: int, request_id: str, *, v2: bool) -> bytes:

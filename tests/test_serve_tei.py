@@ -112,3 +112,18 @@ def test_info_has_text_embeddings_inference_fields(server):
     for key in ("max_batch_requests", "tokenization_workers"):
         assert isinstance(info[key], int) and info[key] >= 1
     assert info["version"] and info["kind"] == "embedding" and info["model"] == "tiny"  # embedrt's own, beside
+
+
+def test_info_names_the_hub_id_and_commit_of_a_hub_export(tiny_export, tmp_path):
+    from conftest import clone_dir, edit_json
+
+    from embedrt import Encoder
+    from embedrt.serve.config import ServeConfig
+    from embedrt.serve.tei import tei_info
+
+    export = clone_dir(tiny_export, tmp_path / "hub-export")
+    sha = "0123456789abcdef0123456789abcdef01234567"
+    edit_json(export / "manifest.json", source={"hub_id": "org/tiny", "revision": "main", "commit": sha})
+    info = tei_info(Encoder.load(export, variant="int8"), ServeConfig(model_name="served"), workers=2)
+    assert (info["model_id"], info["model_sha"], info["model_dtype"]) == ("org/tiny", sha, "int8")
+    assert info["served_model_name"] == "served" and info["tokenization_workers"] == 2

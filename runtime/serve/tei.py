@@ -31,10 +31,9 @@ _POOLING = {PoolingMode.LASTTOKEN: "last_token"}  # text-embeddings-inference's 
 
 @dataclass(frozen=True)
 class SimilarityRequest:
-    """A /similarity body after validation: the source sentence first, then the sentences to compare with it."""
+    """A /similarity body after validation: the source sentence, then the others, as an unnormalized /embed."""
 
-    texts: list[str]
-    embed: EmbedRequest  # the texts, as an /embed request without normalization
+    embed: EmbedRequest
 
 
 def similarity_request(data: dict[str, Any], max_inputs: int) -> SimilarityRequest:
@@ -72,7 +71,7 @@ def similarity_request(data: dict[str, Any], max_inputs: int) -> SimilarityReque
             param="parameters.truncation_direction",
         )
     truncate = _flag(parameters, "truncate", True)
-    return SimilarityRequest(texts, EmbedRequest(texts, normalize=False, truncate=truncate, prompt_name=prompt_name))
+    return SimilarityRequest(EmbedRequest(texts, normalize=False, truncate=truncate, prompt_name=prompt_name))
 
 
 def similarity_too_long(max_seq_length: int, index: int) -> ApiError:

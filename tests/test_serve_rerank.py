@@ -283,6 +283,9 @@ def test_a_reranker_server_refuses_the_embedding_routes(server):
         ("/v1/embeddings", {"input": "a"}),
         ("/embeddings", {"input": "a"}),
         ("/embed", {"inputs": "a"}),
+        ("/similarity", {"inputs": {"source_sentence": "a", "sentences": ["b"]}}),
+        ("/v1/embed", {"texts": ["a"]}),
+        ("/v2/embed", {"texts": ["a"]}),
     ):
         response = server.post(route, body)
         assert response.status_code == 400, route
@@ -294,7 +297,7 @@ def test_a_reranker_server_refuses_the_embedding_routes(server):
 
 
 def test_an_embedding_server_refuses_the_rerank_routes(embedding_server):
-    for route in ("/rerank", "/v1/rerank"):
+    for route in ("/rerank", "/v1/rerank", "/v2/rerank"):
         response = embedding_server.post(route, {"query": "q", "texts": ["d"], "documents": ["d"]})
         assert response.status_code == 400, route
         error = error_of(response)
@@ -490,8 +493,3 @@ def test_info_has_the_tei_fields_of_a_reranker(server):
     assert info["model_type"] == {"reranker": {"id2label": {"0": "LABEL_0"}, "label2id": {"LABEL_0": 0}}}
     assert info["model_id"] == "ce" and info["model_dtype"] == "float32" and info["max_input_length"] == 64
     assert info["max_client_batch_size"] == MAX_INPUTS
-
-
-def test_the_embedding_only_tei_route_refuses_a_reranker(server):
-    response = server.post("/similarity", {"inputs": {"source_sentence": "a", "sentences": ["b"]}})
-    assert response.status_code == 400 and error_of(response)["code"] == "wrong_model_kind"

@@ -313,7 +313,8 @@ def test_a_multi_label_model_refuses_the_rerank_routes(cross_encoders):
     srv = start_server(cross_encoders[3][1], "--variant", "fp32")
     try:
         answers = [
-            srv.post(route, {"query": "q", "texts": ["d"], "documents": ["d"]}) for route in ("/rerank", "/v1/rerank")
+            srv.post(route, {"query": "q", "texts": ["d"], "documents": ["d"]})
+            for route in ("/rerank", "/v1/rerank", "/v2/rerank", "/")
         ]
         info = srv.get("/info").json()
         tokenized = srv.post("/tokenize", {"inputs": "hello"})
@@ -323,6 +324,7 @@ def test_a_multi_label_model_refuses_the_rerank_routes(cross_encoders):
         assert response.status_code == 400
         assert error_of(response)["code"] == "not_a_reranker" and "3 labels" in response.text
     assert info["kind"] == "cross-encoder" and info["num_labels"] == 3
+    assert info["model_type"]["classifier"]["id2label"] == {"0": "LABEL_0", "1": "LABEL_1", "2": "LABEL_2"}
     assert info["scores"]["num_labels"] == 3 and info["scores"]["rerank"].startswith("unavailable")
     assert tokenized.status_code == 200
 

@@ -177,14 +177,31 @@ def test_get_endpoint_info_reads_the_tei_fields(embedded):
     assert info["kind"] == "embedding" and info["dimension"] == 32  # embedrt's own fields beside them
 
 
-@pytest.mark.parametrize(
-    ("scenario", "status"),
-    [("openai_too_many", 413), ("hub_too_long", 422), ("cohere_v2_embed_quantized", 400)],
-)
-def test_errors_reach_the_client_as_4xx(embedded, scenario, status):
+# Each client's refusal, as the client raises it: (scenario, HTTP status, exception class).
+EMBEDDING_ERRORS = [
+    ("openai_too_many", 413, "APIStatusError"),
+    ("langchain_openai_too_many", 413, "APIStatusError"),
+    ("llama_index_openai_too_many", 413, "APIStatusError"),
+    ("hub_too_long", 422, "HfHubHTTPError"),
+    ("hub_similarity_empty", 400, "BadRequestError"),  # huggingface_hub's HfHubHTTPError for 400
+    ("haystack_text_embedder_too_long", 422, "HfHubHTTPError"),
+    ("haystack_document_embedder_too_long", 422, "HfHubHTTPError"),
+    ("langchain_huggingface_too_long", 422, "HfHubHTTPError"),
+    ("cohere_v1_embed_too_long", 400, "BadRequestError"),
+    ("cohere_v2_embed_quantized", 400, "BadRequestError"),
+]
+RERANK_ERRORS = [
+    ("haystack_tei_ranker_too_many", 422, "RuntimeError"),
+    ("cohere_v1_bad_top_n", 400, "BadRequestError"),
+    ("cohere_v2_empty", 400, "BadRequestError"),
+]
+
+
+@pytest.mark.parametrize(("scenario", "status", "error"), EMBEDDING_ERRORS)
+def test_errors_reach_the_client_as_4xx(embedded, scenario, status, error):
     result = embedded[scenario]
-    assert not result["ok"] and result["status"] == status, result
-    assert "Traceback" not in result["message"]
+    assert not result["ok"] and (result["status"], result["error"]) == (status, error), result
+    assert "Traceback" not in result["message"] and "word word" not in result["message"]
 
 
 def test_hub_error_message_is_the_server_message(embedded):
@@ -224,7 +241,8 @@ def cross_encoder(tmp_path_factory, minilm_dir):
 @pytest.fixture(scope="module")
 def reranked(cross_encoder):
     _clients_python()
-    srv = start_server(cross_encoder[1], "--variant", "fp32", "--model-name", "ce", key=KEY)
+    limits = ("--max-inputs", str(MAX_INPUTS))
+    srv = start_server(cross_encoder[1], "--variant", "fp32", "--model-name", "ce", *limits, key=KEY)
     try:
         job = {"kind": "rerank", "url": srv.url, "key": KEY, "model": "ce", "query": QUERY, "documents": DOCUMENTS}
         results = _drive(job)
@@ -278,6 +296,12 @@ def test_rerank_clients_read_the_documents(reranked):
     assert _ok(results["cohere_v2"])["tokens"] > 0 and results["cohere_v2"]["id"]
 
 
-def test_cohere_v2_error_is_a_400(reranked):
-    result = reranked[0]["cohere_v2_empty"]
-    assert not result["ok"] and result["status"] == 400 and result["error"] == "BadRequestError", result
+@pytest.mark.parametrize(("scenario", "status", "error"), RERANK_ERRORS)
+def test_rerank_errors_reach_the_client_as_4xx(reranked, scenario, status, error):
+    result = reranked[0][scenario]
+    assert not result["ok"] and (result["status"], result["error"]) == (status, error), result
+
+
+def test_infinity_client_sees_the_400(reranked):
+    """infinity-client returns None for a status it does not know (it raises only when told to); the 400 is there."""
+    assert _ok(reranked[0]["infinity_client_empty"])["status"] == 400

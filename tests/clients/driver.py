@@ -133,6 +133,62 @@ def embedding_scenarios(job: dict[str, Any]) -> dict[str, Callable[[], dict[str,
     def hub_left_truncation() -> dict[str, Any]:
         return {"vectors": _rows(hub_client().feature_extraction(long_text, truncation_direction="left"))}
 
+    def hub_similarity_empty() -> dict[str, Any]:
+        hub_client().sentence_similarity(texts[0], other_sentences=[])
+        return {}
+
+    def langchain_openai_too_many() -> dict[str, Any]:
+        from langchain_openai import OpenAIEmbeddings
+
+        embeddings = OpenAIEmbeddings(
+            model=model, base_url=url + "/v1", api_key=key, check_embedding_ctx_length=False, max_retries=0
+        )
+        embeddings.embed_documents(["x"] * (job["max_inputs"] + 1))
+        return {}
+
+    def haystack_text_embedder_too_long() -> dict[str, Any]:
+        from haystack.utils import Secret
+        from haystack_integrations.components.embedders.huggingface_api import HuggingFaceAPITextEmbedder
+
+        embedder = HuggingFaceAPITextEmbedder(
+            api_type="text_embeddings_inference", api_params={"url": url}, token=Secret.from_token(key), truncate=False
+        )
+        embedder.run(long_text)
+        return {}
+
+    def haystack_document_embedder_too_long() -> dict[str, Any]:
+        from haystack import Document
+        from haystack.utils import Secret
+        from haystack_integrations.components.embedders.huggingface_api import HuggingFaceAPIDocumentEmbedder
+
+        embedder = HuggingFaceAPIDocumentEmbedder(
+            api_type="text_embeddings_inference", api_params={"url": url}, token=Secret.from_token(key), truncate=False
+        )
+        embedder.run([Document(content=long_text)])
+        return {}
+
+    def langchain_huggingface_too_long() -> dict[str, Any]:
+        from langchain_huggingface import HuggingFaceEndpointEmbeddings
+
+        embeddings = HuggingFaceEndpointEmbeddings(
+            model=url, task="feature-extraction", huggingfacehub_api_token=key, model_kwargs={"truncate": False}
+        )
+        embeddings.embed_documents([long_text])
+        return {}
+
+    def llama_index_openai_too_many() -> dict[str, Any]:
+        from llama_index.embeddings.openai import OpenAIEmbedding
+
+        embeddings = OpenAIEmbedding(model_name=model, api_base=url + "/v1", api_key=key, max_retries=0)
+        embeddings.get_text_embedding_batch(["x"] * (job["max_inputs"] + 1))
+        return {}
+
+    def cohere_v1_embed_too_long() -> dict[str, Any]:
+        import cohere
+
+        cohere.Client(api_key=key, base_url=url).embed(texts=[long_text], model=model, truncate="NONE")
+        return {}
+
     def hub_sentence_similarity() -> dict[str, Any]:
         return {"scores": hub_client().sentence_similarity(texts[0], other_sentences=texts[1:])}
 
@@ -262,6 +318,30 @@ def rerank_scenarios(job: dict[str, Any]) -> dict[str, Callable[[], dict[str, An
         client = cohere.ClientV2(api_key=key, base_url=url)
         response = client.rerank(model=model, query=query, documents=documents, top_n=2, max_tokens_per_doc=4096)
         return {"ranked": [[r.index, r.relevance_score] for r in response.results]}
+
+    def haystack_tei_ranker_too_many() -> dict[str, Any]:
+        from haystack import Document
+        from haystack.utils import Secret
+        from haystack_integrations.components.rankers.huggingface_api import HuggingFaceTEIRanker
+
+        ranker = HuggingFaceTEIRanker(url=url, token=Secret.from_token(key))
+        ranker.run(query=query, documents=[Document(content=f"{i} {d}") for i in range(9) for d in documents])
+        return {}
+
+    def cohere_v1_bad_top_n() -> dict[str, Any]:
+        import cohere
+
+        cohere.Client(api_key=key, base_url=url).rerank(model=model, query=query, documents=documents, top_n=0)
+        return {}
+
+    def infinity_client_empty() -> dict[str, Any]:
+        from infinity_client import AuthenticatedClient
+        from infinity_client.api.default import rerank
+        from infinity_client.models import RerankInput
+
+        client = AuthenticatedClient(base_url=url + "/v1", token=key)
+        response = rerank.sync_detailed(client=client, body=RerankInput(query=query, documents=[], model=model))
+        return {"status": int(response.status_code), "parsed": str(response.parsed)}
 
     def cohere_v2_empty() -> dict[str, Any]:
         import cohere

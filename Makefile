@@ -4,6 +4,10 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 MODEL_DIR := models/all-MiniLM-L6-v2
+# The client libraries of tests/test_serve_clients.py, pinned in their own venv (they conflict with the project's).
+CLIENTS := .venv-clients
+CLIENTS_STAMP := $(CLIENTS)/.installed
+CLIENTS_REQUIREMENTS := tests/clients/requirements.txt
 
 .PHONY: install demo test test-fast lint format bench compare serve-bench corpus-bench cpu-matrix image image-check clean
 
@@ -22,7 +26,13 @@ $(REGEX_U16)/.installed: $(STAMP)
 	$(BIN)/python -m pip install -q --disable-pip-version-check --target $(REGEX_U16) regex==2024.11.6
 	touch $@
 
-install: $(STAMP) $(REGEX_U16)/.installed
+$(CLIENTS_STAMP): $(CLIENTS_REQUIREMENTS)
+	test -x $(CLIENTS)/bin/python || $(PYTHON) -m venv $(CLIENTS)
+	$(CLIENTS)/bin/python -m pip install -q --no-deps -r $(CLIENTS_REQUIREMENTS)
+	$(CLIENTS)/bin/python -m pip check
+	touch $(CLIENTS_STAMP)
+
+install: $(STAMP) $(REGEX_U16)/.installed $(CLIENTS_STAMP)
 
 demo: $(STAMP)
 	$(BIN)/embedrt export --out $(MODEL_DIR) --variants fp32,fp16,int8
@@ -72,4 +82,4 @@ image-check: $(STAMP)
 	$(BIN)/python scripts/image.py check
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(CLIENTS) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -73,3 +73,13 @@ def start_server(model_dir, *options: str, key: str | None = None, env: dict | N
         time.sleep(0.05)
     process.kill()
     raise RuntimeError("server did not become healthy in 60 s")
+
+
+def error_of(response: httpx.Response) -> dict:
+    """The error of an answer as ``{"message", "type", "param", "code"}``: OpenAI's ``{"error": {...}}`` as it is,
+    text-embeddings-inference's ``{"error": message, "error_type", "param", "code"}`` (its routes) mapped onto it."""
+    body = response.json()
+    if isinstance(body["error"], dict):
+        return body["error"]
+    assert set(body) == {"error", "error_type", "param", "code"}, body
+    return {"message": body["error"], "type": body["error_type"], "param": body["param"], "code": body["code"]}

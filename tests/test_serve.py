@@ -10,7 +10,7 @@ import time
 import httpx
 import numpy as np
 import pytest
-from serve_helpers import start_server
+from serve_helpers import error_of, start_server
 
 from embedrt import Encoder
 from embedrt.export.parity import compare
@@ -94,8 +94,9 @@ def test_tei_route(server, encoder):
         np.array(cut), encoder.encode(TEXTS, truncate_dim=4, normalize_embeddings=True), atol=1e-6
     )
     long = server.post("/embed", {"inputs": ["short", "word " * 100], "truncate": False})
-    assert long.status_code == 413
-    assert long.json()["error"]["message"].startswith("inputs[1] has more than 62 tokens besides [CLS] and [SEP]")
+    assert long.status_code == 422  # text-embeddings-inference's status, in its error shape
+    assert long.json()["error_type"] == "Validation" and error_of(long)["param"] == "inputs[1]"
+    assert error_of(long)["message"].startswith("inputs[1] has more than 62 tokens besides [CLS] and [SEP]")
     truncated = server.post("/embed", {"inputs": ["word " * 100], "truncate": True}).json()
     np.testing.assert_allclose(truncated[0], encoder.encode("word " * 100), atol=1e-6)
 
@@ -159,8 +160,8 @@ def test_bad_requests_get_a_4xx_naming_the_problem(server, body, status, message
 
 
 def test_bad_tei_requests_and_routes(server):
-    assert server.post("/embed", {"inputs": ["a", 5]}).json()["error"]["param"] == "inputs[1]"
-    assert server.post("/embed", {"inputs": "a", "normalize": "yes"}).status_code == 400
+    assert error_of(server.post("/embed", {"inputs": ["a", 5]}))["param"] == "inputs[1]"
+    assert server.post("/embed", {"inputs": "a", "normalize": "yes"}).status_code == 422
     assert "not one of this model's prompts" in server.post("/embed", {"inputs": "a", "prompt_name": "q"}).text
     assert server.get("/nowhere").status_code == 404
     assert server.get("/v1/embeddings").status_code == 405
@@ -387,7 +388,7 @@ def test_an_internal_error_is_a_500_with_a_request_id_and_no_input(tiny_export, 
         response = srv.post("/embed", {"inputs": [secret]}, headers={"x-request-id": "trace-me"})
         assert response.status_code == 500, response.text
         assert response.headers["x-request-id"] == "trace-me"
-        assert response.json()["error"]["code"] == "trace-me" and "trace-me" in response.json()["error"]["message"]
+        assert error_of(response)["code"] == "trace-me" and "trace-me" in error_of(response)["message"]
         assert "SECRET" not in response.text and "Traceback" not in response.text
         assert srv.get("/health").status_code == 200  # and it keeps serving
     finally:
@@ -429,7 +430,7 @@ def test_options_from_the_environment(tiny_export):
     try:
         info = srv.get("/info").json()
         assert info["variant"] == "fp32" and info["limits"]["max_inputs"] == 3
-        assert srv.post("/embed", {"inputs": ["a"] * 4}).status_code == 413
+        assert srv.post("/embed", {"inputs": ["a"] * 4}).status_code == 422  # TEI's status for too many inputs
     finally:
         assert srv.stop() == 0
 
@@ -503,7 +504,7 @@ def test_models_and_tokenize_routes(server, tiny_model_dir):
     assert got[0][0]["special"] and not got[0][1]["special"]
     bare = server.post("/tokenize", {"inputs": "Hello", "add_special_tokens": False}).json()
     assert [t["id"] for t in bare[0]] == reference("Hello", add_special_tokens=False)["input_ids"]
-    assert server.post("/tokenize", {"inputs": 3}).status_code == 400
+    assert server.post("/tokenize", {"inputs": 3}).status_code == 422
 
 
 def test_queue_budget_in_bytes_refuses_large_bodies_past_it(tiny_export):

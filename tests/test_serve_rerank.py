@@ -12,7 +12,7 @@ import httpx
 import numpy as np
 import pytest
 from conftest import TOKENIZER_FILES
-from serve_helpers import start_server
+from serve_helpers import error_of, start_server
 
 from embedrt.reranker import Reranker
 
@@ -171,7 +171,9 @@ def test_v1_rerank_top_n_documents_usage(server, reranker, reference, source):
     results = everything["results"]
     assert everything["model"] == "ce" and len(results) == len(DOCUMENTS)
     _check_ranked(results, logits, "relevance_score")
-    assert [r["document"] for r in results] == [DOCUMENTS[r["index"]] for r in results]  # infinity-emb: a string
+    # Cohere's object, which Cohere's SDK parses into document.text (infinity-emb's client takes it unchecked)
+    assert [r["document"] for r in results] == [{"text": DOCUMENTS[r["index"]]} for r in results]
+    assert everything["meta"]["api_version"] == {"version": "1"}
     big = server.post("/v1/rerank", {"query": QUERY, "documents": DOCUMENTS[:2], "top_n": 50}).json()
     assert len(big["results"]) == 2
 
@@ -189,8 +191,8 @@ def test_ties_keep_input_order_and_single_documents(server):
 def test_truncation(server, reference):
     long = ["short", "word " * 100]
     refused = server.post("/rerank", {"query": QUERY, "texts": long, "truncate": False})
-    assert refused.status_code == 413, refused.text
-    error = refused.json()["error"]
+    assert refused.status_code == 422, refused.text  # text-embeddings-inference's status
+    error = error_of(refused)
     assert error["param"] == "texts[1]" and error["code"] == "input_too_long"
     assert error["message"].startswith("texts[1] with the query has more than 61 tokens besides [CLS] and the two")
     sigmoid, _ = reference(_pairs(QUERY, long))
@@ -223,26 +225,27 @@ def test_left_truncation_keeps_the_end_of_each_text(server, source):
 
 
 SECRET_QUERY = "SECRET-QUERY-TEXT"
+# /rerank answers as text-embeddings-inference does: 422 for a field refused, 400 for an empty list
 SECRET_DOC = "SECRET-DOCUMENT-TEXT"
 BAD = [
-    ("/rerank", {"texts": [SECRET_DOC]}, 400, "query"),
-    ("/rerank", {"query": None, "texts": [SECRET_DOC]}, 400, "query"),
-    ("/rerank", {"query": 3, "texts": [SECRET_DOC]}, 400, "query"),
-    ("/rerank", {"query": [SECRET_QUERY], "texts": [SECRET_DOC]}, 400, "query"),
-    ("/rerank", {"query": "a\ud800b", "texts": [SECRET_DOC]}, 400, "query"),
-    ("/rerank", {"query": SECRET_QUERY}, 400, "texts"),
-    ("/rerank", {"query": SECRET_QUERY, "texts": SECRET_DOC}, 400, "texts"),
-    ("/rerank", {"query": SECRET_QUERY, "texts": None}, 400, "texts"),
+    ("/rerank", {"texts": [SECRET_DOC]}, 422, "query"),
+    ("/rerank", {"query": None, "texts": [SECRET_DOC]}, 422, "query"),
+    ("/rerank", {"query": 3, "texts": [SECRET_DOC]}, 422, "query"),
+    ("/rerank", {"query": [SECRET_QUERY], "texts": [SECRET_DOC]}, 422, "query"),
+    ("/rerank", {"query": "a\ud800b", "texts": [SECRET_DOC]}, 422, "query"),
+    ("/rerank", {"query": SECRET_QUERY}, 422, "texts"),
+    ("/rerank", {"query": SECRET_QUERY, "texts": SECRET_DOC}, 422, "texts"),
+    ("/rerank", {"query": SECRET_QUERY, "texts": None}, 422, "texts"),
     ("/rerank", {"query": SECRET_QUERY, "texts": []}, 400, "texts"),
-    ("/rerank", {"query": SECRET_QUERY, "texts": {"text": SECRET_DOC}}, 400, "texts"),
-    ("/rerank", {"query": SECRET_QUERY, "texts": [SECRET_DOC, 5]}, 400, "texts[1]"),
-    ("/rerank", {"query": SECRET_QUERY, "texts": [SECRET_DOC, {"text": SECRET_DOC}]}, 400, "texts[1]"),
-    ("/rerank", {"query": SECRET_QUERY, "texts": [SECRET_DOC, "x\udfffy"]}, 400, "texts[1]"),
-    ("/rerank", {"query": SECRET_QUERY, "texts": [SECRET_DOC] * (MAX_INPUTS + 1)}, 413, "texts"),
-    ("/rerank", {"query": SECRET_QUERY, "texts": [SECRET_DOC], "raw_scores": "yes"}, 400, "raw_scores"),
-    ("/rerank", {"query": SECRET_QUERY, "texts": [SECRET_DOC], "return_text": 1}, 400, "return_text"),
-    ("/rerank", {"query": SECRET_QUERY, "texts": [SECRET_DOC], "truncate": "false"}, 400, "truncate"),
-    ("/rerank", {"query": SECRET_QUERY, "texts": [SECRET_DOC], "truncation_direction": SECRET_DOC}, 400, "truncation"),
+    ("/rerank", {"query": SECRET_QUERY, "texts": {"text": SECRET_DOC}}, 422, "texts"),
+    ("/rerank", {"query": SECRET_QUERY, "texts": [SECRET_DOC, 5]}, 422, "texts[1]"),
+    ("/rerank", {"query": SECRET_QUERY, "texts": [SECRET_DOC, {"text": SECRET_DOC}]}, 422, "texts[1]"),
+    ("/rerank", {"query": SECRET_QUERY, "texts": [SECRET_DOC, "x\udfffy"]}, 422, "texts[1]"),
+    ("/rerank", {"query": SECRET_QUERY, "texts": [SECRET_DOC] * (MAX_INPUTS + 1)}, 422, "texts"),
+    ("/rerank", {"query": SECRET_QUERY, "texts": [SECRET_DOC], "raw_scores": "yes"}, 422, "raw_scores"),
+    ("/rerank", {"query": SECRET_QUERY, "texts": [SECRET_DOC], "return_text": 1}, 422, "return_text"),
+    ("/rerank", {"query": SECRET_QUERY, "texts": [SECRET_DOC], "truncate": "false"}, 422, "truncate"),
+    ("/rerank", {"query": SECRET_QUERY, "texts": [SECRET_DOC], "truncation_direction": SECRET_DOC}, 422, "truncation"),
     ("/v1/rerank", {"documents": [SECRET_DOC]}, 400, "query"),
     ("/v1/rerank", {"query": {"text": SECRET_QUERY}, "documents": [SECRET_DOC]}, 400, "query"),
     ("/v1/rerank", {"query": SECRET_QUERY}, 400, "documents"),
@@ -262,6 +265,15 @@ BAD = [
     ("/v1/rerank", {"query": SECRET_QUERY, "documents": [SECRET_DOC], "raw_scores": 0}, 400, "raw_scores"),
     ("/v1/rerank", {"query": SECRET_QUERY, "documents": [SECRET_DOC], "model": 7}, 400, "model"),
     ("/v1/rerank", {"query": SECRET_QUERY, "documents": [SECRET_DOC], "model": "other"}, 404, "model"),
+    ("/v2/rerank", {"documents": [SECRET_DOC]}, 400, "query"),
+    ("/v2/rerank", {"query": SECRET_QUERY, "documents": []}, 400, "documents"),
+    ("/v2/rerank", {"query": SECRET_QUERY, "documents": [SECRET_DOC, None]}, 400, "documents[1]"),
+    ("/v2/rerank", {"query": SECRET_QUERY, "documents": [SECRET_DOC], "top_n": 0}, 400, "top_n"),
+    ("/v2/rerank", {"query": SECRET_QUERY, "documents": [SECRET_DOC], "max_tokens_per_doc": 8}, 400, "max_tokens"),
+    ("/v2/rerank", {"query": SECRET_QUERY, "documents": [SECRET_DOC], "max_tokens_per_doc": "x"}, 400, "max_tokens"),
+    ("/v2/rerank", {"query": SECRET_QUERY, "documents": [SECRET_DOC], "relevant_spans": {"a": 1}}, 400, "relevant"),
+    ("/v2/rerank", {"query": SECRET_QUERY, "documents": [SECRET_DOC], "priority": "high"}, 400, "priority"),
+    ("/v2/rerank", {"query": SECRET_QUERY, "documents": [SECRET_DOC], "model": "other"}, 404, "model"),
 ]
 
 
@@ -270,7 +282,7 @@ def test_bad_bodies_get_a_4xx_naming_the_field_without_the_texts(server, route, 
     # json.dumps keeps lone surrogates as \\ud800 escapes, as a client that sends them would
     response = server.post(route, json.dumps(body).encode())
     assert response.status_code == status, response.text
-    error = response.json()["error"]
+    error = error_of(response)
     assert field in error["message"], error
     assert (error["param"] or "").startswith(field)
     assert "SECRET" not in response.text
@@ -289,21 +301,24 @@ def test_a_reranker_server_refuses_the_embedding_routes(server):
         ("/v1/embeddings", {"input": "a"}),
         ("/embeddings", {"input": "a"}),
         ("/embed", {"inputs": "a"}),
+        ("/similarity", {"inputs": {"source_sentence": "a", "sentences": ["b"]}}),
+        ("/v1/embed", {"texts": ["a"]}),
+        ("/v2/embed", {"texts": ["a"]}),
     ):
         response = server.post(route, body)
         assert response.status_code == 400, route
-        error = response.json()["error"]
+        error = error_of(response)
         assert error["code"] == "wrong_model_kind"
         assert "serves a cross-encoder (reranker) model" in error["message"] and "/rerank" in error["message"]
     # checked before the body is read: a bad body gets the same answer
-    assert server.post("/embed", b"{not json").json()["error"]["code"] == "wrong_model_kind"
+    assert error_of(server.post("/embed", b"{not json"))["code"] == "wrong_model_kind"
 
 
 def test_an_embedding_server_refuses_the_rerank_routes(embedding_server):
-    for route in ("/rerank", "/v1/rerank"):
+    for route in ("/rerank", "/v1/rerank", "/v2/rerank"):
         response = embedding_server.post(route, {"query": "q", "texts": ["d"], "documents": ["d"]})
         assert response.status_code == 400, route
-        error = response.json()["error"]
+        error = error_of(response)
         assert error["code"] == "wrong_model_kind"
         assert "serves an embedding model" in error["message"] and "/v1/embeddings" in error["message"]
     info = embedding_server.get("/info").json()
@@ -316,7 +331,8 @@ def test_a_multi_label_model_refuses_the_rerank_routes(cross_encoders):
     srv = start_server(cross_encoders[3][1], "--variant", "fp32")
     try:
         answers = [
-            srv.post(route, {"query": "q", "texts": ["d"], "documents": ["d"]}) for route in ("/rerank", "/v1/rerank")
+            srv.post(route, {"query": "q", "texts": ["d"], "documents": ["d"]})
+            for route in ("/rerank", "/v1/rerank", "/v2/rerank", "/")
         ]
         info = srv.get("/info").json()
         tokenized = srv.post("/tokenize", {"inputs": "hello"})
@@ -324,8 +340,9 @@ def test_a_multi_label_model_refuses_the_rerank_routes(cross_encoders):
         assert srv.stop() == 0
     for response in answers:
         assert response.status_code == 400
-        assert response.json()["error"]["code"] == "not_a_reranker" and "3 labels" in response.text
+        assert error_of(response)["code"] == "not_a_reranker" and "3 labels" in response.text
     assert info["kind"] == "cross-encoder" and info["num_labels"] == 3
+    assert info["model_type"]["classifier"]["id2label"] == {"0": "LABEL_0", "1": "LABEL_1", "2": "LABEL_2"}
     assert info["scores"]["num_labels"] == 3 and info["scores"]["rerank"].startswith("unavailable")
     assert tokenized.status_code == 200
 
@@ -335,7 +352,7 @@ def test_api_key_on_the_rerank_routes(server):
     for route in ("/rerank", "/v1/rerank"):
         assert server.post(route, body, headers={}).status_code == 401
         wrong = server.post(route, body, headers={"Authorization": "Bearer nope"})
-        assert wrong.status_code == 401 and wrong.json()["error"]["code"] == "invalid_api_key"
+        assert wrong.status_code == 401 and error_of(wrong)["code"] == "invalid_api_key"
         assert server.post(route, body).status_code == 200
     assert server.get("/info", headers={}).status_code == 401
     assert server.get("/health", headers={}).status_code == 200
@@ -450,3 +467,49 @@ def test_the_warm_up_scores_one_pair_before_health(reranker):
             pass
     finally:
         del reranker.logits  # the class's method again, for the other tests of this module
+
+
+def test_v2_rerank_answers_in_cohere_v2_shape(server, reference):
+    sigmoid, logits = reference(_pairs(QUERY, DOCUMENTS))
+    response = server.post("/v2/rerank", {"model": "ce", "query": QUERY, "documents": DOCUMENTS, "top_n": 3})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert set(body) == {"id", "results", "meta"} and body["id"] == response.headers["x-request-id"]
+    assert all(set(r) == {"index", "relevance_score"} for r in body["results"])
+    _check_ranked(body["results"], sigmoid, "relevance_score")
+    assert len(body["results"]) == 3
+    meta = body["meta"]
+    assert meta["api_version"] == {"version": "2"} and meta["billed_units"] == {"search_units": 1}
+    assert meta["tokens"]["input_tokens"] > 0
+    everything = server.post(
+        "/v2/rerank",
+        {
+            "query": QUERY,
+            "documents": DOCUMENTS,
+            "return_documents": True,
+            "raw_scores": True,
+            "priority": 3,
+            "max_tokens_per_doc": 4096,
+        },
+    ).json()["results"]
+    _check_ranked(everything, logits, "relevance_score")
+    assert [r["document"] for r in everything] == [{"text": DOCUMENTS[r["index"]]} for r in everything]
+
+
+def test_post_root_reranks_and_get_root_is_health(server, reference):
+    sigmoid, _ = reference(_pairs(QUERY, DOCUMENTS))
+    root = server.post("/", {"query": QUERY, "texts": DOCUMENTS})
+    assert root.status_code == 200, root.text
+    assert root.json() == server.post("/rerank", {"query": QUERY, "texts": DOCUMENTS}).json()
+    _check_ranked(root.json(), sigmoid)
+    assert server.get("/", headers={}).status_code == 200  # health needs no key
+    assert server.post("/", {"query": QUERY, "texts": DOCUMENTS}, headers={}).status_code == 401
+    refused = server.post("/", {"query": QUERY, "texts": []})
+    assert refused.status_code == 400 and refused.json()["error_type"] == "Empty"
+
+
+def test_info_has_the_tei_fields_of_a_reranker(server):
+    info = server.get("/info").json()
+    assert info["model_type"] == {"reranker": {"id2label": {"0": "LABEL_0"}, "label2id": {"LABEL_0": 0}}}
+    assert info["model_id"] == "ce" and info["model_dtype"] == "float32" and info["max_input_length"] == 64
+    assert info["max_client_batch_size"] == MAX_INPUTS

@@ -7,6 +7,7 @@ the routes to use, before reading the body (the request is well formed, it was s
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import hmac
 import logging
@@ -27,13 +28,20 @@ from embedrt.encoder import Encoder
 from embedrt.manifest import ModelKind
 from embedrt.reranker import Reranker
 from embedrt.serve.batcher import Batcher, BodyBudget, Kind, Rows, TooLong, embedding_compute, input_too_long
+from embedrt.serve.cohere import (
+    cohere_embed_body,
+    cohere_embed_request,
+    cohere_prompt,
+    cohere_v1_rerank_body,
+    cohere_v2_rerank_body,
+    cohere_v2_rerank_request,
+)
 from embedrt.serve.config import ServeConfig
 from embedrt.serve.errors import ApiError
 from embedrt.serve.metrics import Metrics
 from embedrt.serve.protocol import (
     EmbedRequest,
     RerankRequest,
-    cohere_rerank_body,
     cohere_rerank_request,
     openai_body,
     openai_request,
@@ -55,6 +63,15 @@ from embedrt.serve.rerank import (
     rerank_compute,
     scores_info,
 )
+from embedrt.serve.tei import (
+    SimilarityRequest,
+    cosine_to_first,
+    renamed_too_long,
+    similarity_request,
+    similarity_too_long,
+    tei_error,
+    tei_info,
+)
 from embedrt.serve.tokens import TokenJson
 
 log = logging.getLogger("embedrt.serve")
@@ -67,9 +84,12 @@ class _ClientGone(Exception):
 
 
 def create_app(model: Encoder | Reranker, config: ServeConfig, *, workers: int = 1, version: str = "") -> Starlette:
-    """The server for ``model``: /v1/embeddings, /embed, /rerank, /v1/rerank, /tokenize, /health, /info, /metrics.
+    """The server for ``model``: OpenAI's, text-embeddings-inference's and Cohere's routes, health, info, metrics.
 
-    The embedding routes serve an Encoder, the rerank routes a Reranker; each answers 400 on the other kind.
+    /v1/embeddings, /embed, /similarity, /rerank, /v1/rerank, /v2/rerank, /tokenize, /health, /info, /metrics, and
+    ``/`` as text-embeddings-inference serves it (GET: health; POST: the model's route). The embedding routes
+    serve an Encoder, the rerank routes a Reranker; each answers 400 on the other kind. The text-embeddings-inference
+    routes answer errors in its shape and with its statuses (``embedrt.serve.tei``).
 
     Args:
         model: the loaded model; its session is shared by every request.
@@ -85,6 +105,7 @@ def create_app(model: Encoder | Reranker, config: ServeConfig, *, workers: int =
     )
     metrics.queue.set_function(lambda: batcher.queued_inputs)
     server = _Server(model, config, batcher, metrics, version)
+    server.tei_info = tei_info(model, config, workers)
 
     def warm_up() -> None:
         if isinstance(model, Reranker):
@@ -100,15 +121,22 @@ def create_app(model: Encoder | Reranker, config: ServeConfig, *, workers: int =
         yield
         await batcher.stop()  # uvicorn has finished the requests in flight
 
+    tei = functools.partial(server.endpoint, errors=_tei_error)  # text-embeddings-inference's error statuses
     routes = [
         Route("/v1/embeddings", server.endpoint("/v1/embeddings", server.openai), methods=["POST"]),
         Route("/embeddings", server.endpoint("/v1/embeddings", server.openai), methods=["POST"]),
-        Route("/embed", server.endpoint("/embed", server.tei), methods=["POST"]),
-        Route("/rerank", server.endpoint("/rerank", server.tei_rerank), methods=["POST"]),
+        Route("/embed", tei("/embed", server.tei), methods=["POST"]),
+        Route("/rerank", tei("/rerank", server.tei_rerank), methods=["POST"]),
+        Route("/similarity", tei("/similarity", server.similarity), methods=["POST"]),
+        Route("/", tei("/", server.tei_default), methods=["POST"]),
         Route("/v1/rerank", server.endpoint("/v1/rerank", server.cohere_rerank), methods=["POST"]),
+        Route("/v2/rerank", server.endpoint("/v2/rerank", server.cohere_v2_rerank), methods=["POST"]),
+        Route("/v1/embed", server.endpoint("/v1/embed", server.cohere_v1_embed), methods=["POST"]),
+        Route("/v2/embed", server.endpoint("/v2/embed", server.cohere_v2_embed), methods=["POST"]),
         Route("/v1/models", server.endpoint("/v1/models", server.models), methods=["GET"]),
-        Route("/tokenize", server.endpoint("/tokenize", server.tokenize), methods=["POST"]),
+        Route("/tokenize", tei("/tokenize", server.tokenize), methods=["POST"]),
         Route("/health", server.endpoint("/health", server.health, auth=False), methods=["GET"]),
+        Route("/", server.endpoint("/", server.health, auth=False), methods=["GET"]),  # TEI's health route too
         Route("/info", server.endpoint("/info", server.info), methods=["GET"]),
         Route("/metrics", server.endpoint("/metrics", server.metrics), methods=["GET"]),
     ]
@@ -130,13 +158,17 @@ class _Server:
         self._tokens = TokenJson(model)
         self._key = config.api_key.encode() if config.api_key is not None else None
         self.draining = False
+        self.tei_info: dict[str, Any] = {}  # text-embeddings-inference's /info fields, set by create_app
 
     def stop_accepting(self) -> None:
         """The shutdown delay began: /health answers 503 so that load balancers stop sending traffic here."""
         self.draining = True
 
-    def endpoint(self, route: str, handler: Handler, *, auth: bool = True) -> Handler:
-        """Wrap a handler with the key check, error bodies and metrics."""
+    def endpoint(
+        self, route: str, handler: Handler, *, auth: bool = True, errors: Callable[[ApiError], Response] | None = None
+    ) -> Handler:
+        """Wrap a handler with the key check, error bodies (as ``errors`` writes them, else OpenAI's) and metrics."""
+        write_error = errors or _error
 
         async def run(request: Request) -> Response:
             start = time.perf_counter()
@@ -145,14 +177,14 @@ class _Server:
                     self._check_key(request)
                 response = await handler(request)
             except ApiError as exc:
-                response = _error(exc)
+                response = write_error(exc)
             except (_ClientGone, ClientDisconnect):
                 response = Response(status_code=_GONE)
             except Exception:  # a defect of ours: the id in the answer, the traceback in the log, no input
                 rid = request_id(request.scope)
                 log.error("internal error on %s, request id %s", route, rid, exc_info=True)
                 message = f"internal server error (request id {rid})"
-                response = _error(ApiError(500, message, error_type="server_error", code=rid))
+                response = write_error(ApiError(500, message, error_type="server_error", code=rid))
             self._metrics.observe_request(route, response.status_code, time.perf_counter() - start)
             return response
 
@@ -170,8 +202,36 @@ class _Server:
     async def tei(self, request: Request) -> Response:
         """POST /embed."""
         encoder = self._encoder()
-        req = tei_request(await self._json(request), self.config.max_inputs, encoder.dimension)
+        return await self._tei_embed(request, await self._json(request), encoder)
+
+    async def _tei_embed(self, request: Request, data: dict[str, Any], encoder: Encoder) -> Response:
+        req = tei_request(data, self.config.max_inputs, encoder.dimension)
         return _json(tei_body((await self._embed(request, req, encoder)).values))
+
+    async def similarity(self, request: Request) -> Response:
+        """POST /similarity (text-embeddings-inference): the cosine of each sentence to the source sentence."""
+        encoder = self._encoder()
+        return await self._similarity(request, await self._json(request), encoder)
+
+    async def _similarity(self, request: Request, data: dict[str, Any], encoder: Encoder) -> Response:
+        req: SimilarityRequest = similarity_request(data, self.config.max_inputs)
+        too_long = functools.partial(similarity_too_long, encoder.max_seq_length)
+        embedded = await self._embed(request, req.embed, encoder, too_long)
+        return _json(orjson.dumps(cosine_to_first(embedded.values)))
+
+    async def tei_default(self, request: Request) -> Response:
+        """POST / (text-embeddings-inference): the model's route, /rerank or /embed (or /similarity, by its body).
+
+        On an embedder, a body whose ``inputs`` is ``{"source_sentence", "sentences"}`` (huggingface_hub's
+        sentence_similarity posts to the base URL too) is a /similarity request; any other body is an /embed one.
+        """
+        if isinstance(self.model, Reranker):
+            return await self.tei_rerank(request)
+        encoder = self._encoder()
+        data = await self._json(request)
+        if isinstance(data.get("inputs"), dict):
+            return await self._similarity(request, data, encoder)
+        return await self._tei_embed(request, data, encoder)
 
     async def tei_rerank(self, request: Request) -> Response:
         """POST /rerank (text-embeddings-inference): ``[{"index", "score", "text"?}]``, best first."""
@@ -193,7 +253,42 @@ class _Server:
         documents = req.documents if req.return_documents else None
         model = req.model or self.config.model_name
         rid = request_id(request.scope)
-        return _json(cohere_rerank_body(order, scores, documents, model, sum(scored.tokens), rid))
+        return _json(cohere_v1_rerank_body(order, scores, documents, model, sum(scored.tokens), rid))
+
+    async def cohere_v2_rerank(self, request: Request) -> Response:
+        """POST /v2/rerank (Cohere v2): ``{"id", "results": [...], "meta"}``, best first, top_n."""
+        reranker = self._reranker()
+        req = cohere_v2_rerank_request(await self._json(request), self.config.max_inputs, reranker.max_length)
+        self._check_model_name(req.model)
+        scored = await self._rerank(request, req, reranker, "documents")
+        scores = relevance(scored.values, req.raw_scores)
+        order = ranking(scores)[: req.top_n]
+        documents = req.documents if req.return_documents else None
+        return _json(cohere_v2_rerank_body(order, scores, documents, sum(scored.tokens), request_id(request.scope)))
+
+    async def cohere_v1_embed(self, request: Request) -> Response:
+        """POST /v1/embed (Cohere v1, ``cohere.Client.embed``)."""
+        return await self._cohere_embed(request, v2=False)
+
+    async def cohere_v2_embed(self, request: Request) -> Response:
+        """POST /v2/embed (Cohere v2, ``cohere.ClientV2.embed``)."""
+        return await self._cohere_embed(request, v2=True)
+
+    async def _cohere_embed(self, request: Request, *, v2: bool) -> Response:
+        """Cohere's embed: ``{"id", "response_type", "embeddings", "texts", "meta"}``."""
+        encoder = self._encoder()
+        data = await self._json(request)
+        req = cohere_embed_request(data, self.config.max_inputs, encoder.dimension, encoder.max_seq_length, v2=v2)
+        self._check_model_name(req.model)
+        embed = dataclasses.replace(req.embed, prompt_name=cohere_prompt(req.input_type, encoder))
+        too_long = functools.partial(self._texts_too_long, encoder.max_seq_length)
+        embedded = await self._embed(request, embed, encoder, too_long)
+        rid = request_id(request.scope)
+        return _json(cohere_embed_body(embedded.values, req, sum(embedded.tokens), rid, v2=v2))
+
+    @staticmethod
+    def _texts_too_long(max_seq_length: int, index: int) -> ApiError:
+        return renamed_too_long(max_seq_length, index, f"texts[{index}]", 400)  # Cohere: a 400 with truncate NONE
 
     async def models(self, request: Request) -> Response:
         """GET /v1/models: OpenAI's list, with the one model this server serves."""
@@ -229,7 +324,7 @@ class _Server:
                 "dimension": model.dimension,
                 "max_seq_length": model.max_seq_length,
             }
-        about |= {"limits": self.config.limits(), "version": self.version}
+        about |= {"limits": self.config.limits(), "version": self.version, **self.tei_info}
         return _json(orjson.dumps(about))
 
     async def metrics(self, request: Request) -> Response:
@@ -255,7 +350,7 @@ class _Server:
             raise ApiError(
                 400,
                 f"this server serves a {self.kind.value} (reranker) model, which does not embed; "
-                "use /rerank or /v1/rerank",
+                "use /rerank, /v1/rerank or /v2/rerank",
                 code="wrong_model_kind",
             )
         return self.model
@@ -280,16 +375,18 @@ class _Server:
                 code="model_not_found",
             )
 
-    async def _embed(self, request: Request, req: EmbedRequest, encoder: Encoder) -> Rows:
-        """Queue the texts; a text too long for the model is a 413 naming ``inputs[i]`` unless truncation is on."""
+    async def _embed(
+        self, request: Request, req: EmbedRequest, encoder: Encoder, too_long: TooLong | None = None
+    ) -> Rows:
+        """Queue the texts; with truncate false, a text too long is a 413 naming ``inputs[i]`` (or ``too_long``'s)."""
         prompt = self._prompt(req.prompt_name, encoder)
         try:
             encoder.check_truncation(prompt, req.truncation)
         except ValueError as exc:
             raise ApiError(400, f"'truncation_direction': {exc}", param="truncation_direction") from None
         kind = Kind(prompt, req.normalize, req.dimensions, req.truncation)
-        too_long = None if req.truncate else functools.partial(input_too_long, encoder.max_seq_length)
-        return await self._queue(request, req.texts, kind, too_long)
+        too_long = too_long or functools.partial(input_too_long, encoder.max_seq_length)
+        return await self._queue(request, req.texts, kind, None if req.truncate else too_long)
 
     async def _rerank(self, request: Request, req: RerankRequest, reranker: Reranker, param: str) -> Rows:
         """Queue the (query, document) pairs; with truncate false, a pair too long is a 413 naming ``param[i]``.
@@ -382,6 +479,14 @@ def _json(body: bytes, status: int = 200) -> Response:
 
 def _error(exc: ApiError) -> Response:
     response = _json(orjson.dumps(exc.body()), exc.status)
+    response.headers.update(exc.headers)
+    return response
+
+
+def _tei_error(exc: ApiError) -> Response:
+    """An error on a text-embeddings-inference route: its status and ``{"error", "error_type", ...}`` body."""
+    status, body = tei_error(exc)
+    response = _json(orjson.dumps(body), status)
     response.headers.update(exc.headers)
     return response
 

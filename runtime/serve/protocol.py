@@ -1,7 +1,8 @@
 """Request bodies of the APIs, checked field by field, and the answers' JSON forms.
 
 ``/v1/embeddings`` follows OpenAI's embeddings API as the official client sends it; ``/embed`` and ``/rerank``
-follow text-embeddings-inference; ``/v1/rerank`` follows the Cohere-style rerank API as infinity-emb serves it.
+follow text-embeddings-inference; ``/v1/rerank`` follows Cohere's rerank API as Cohere and infinity-emb take it
+(its answers and /v2/rerank: ``embedrt.serve.cohere``; /similarity and /info's TEI fields: ``embedrt.serve.tei``).
 Every refusal is an :class:`ApiError` naming the field (and the index in a list), never quoting a text.
 """
 
@@ -9,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import json
-import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -170,27 +170,6 @@ def tei_rerank_body(order: list[int], scores: np.ndarray, texts: list[str] | Non
     return orjson.dumps(items, option=orjson.OPT_SERIALIZE_NUMPY)
 
 
-def cohere_rerank_body(
-    order: list[int], scores: np.ndarray, documents: list[str] | None, model: str, tokens: int, request_id: str
-) -> bytes:
-    """The /v1/rerank response, as infinity-emb writes it (``document`` a string, ``usage`` as OpenAI's)."""
-    results = [
-        {"relevance_score": scores[i], "index": i, "document": documents[i]}
-        if documents is not None
-        else {"relevance_score": scores[i], "index": i}
-        for i in order
-    ]
-    body = {
-        "object": "rerank",
-        "id": request_id,
-        "created": int(time.time()),
-        "model": model,
-        "results": results,
-        "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
-    }
-    return orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY)
-
-
 def openai_body(vectors: np.ndarray, fmt: EncodingFormat, model: str, tokens: int) -> bytes:
     """The /v1/embeddings response."""
     if fmt is EncodingFormat.BASE64:
@@ -248,7 +227,7 @@ def _texts(data: dict[str, Any], param: str, max_inputs: int) -> list[str]:
 
 def _text_list(value: list[Any], param: str) -> list[str]:
     if not value:
-        raise ApiError(400, f"'{param}' must not be an empty list", param=param)
+        raise ApiError(400, f"'{param}' must not be an empty list", param=param, code="empty")
     if all(_is_token_id(v) for v in value) or all(
         isinstance(v, list) and v and all(_is_token_id(x) for x in v) for v in value
     ):
@@ -286,7 +265,7 @@ def _documents(data: dict[str, Any], param: str, max_inputs: int, *, objects: bo
     if not isinstance(value, list):
         raise ApiError(400, f"'{param}' must be {expected}, found {_json_type(value)}", param=param)
     if not value:
-        raise ApiError(400, f"'{param}' must not be an empty list", param=param)
+        raise ApiError(400, f"'{param}' must not be an empty list", param=param, code="empty")
     if len(value) > max_inputs:
         raise ApiError(
             413, f"'{param}' holds {len(value)} texts; at most {max_inputs} per request", param=param, code="too_many"

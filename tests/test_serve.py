@@ -6,6 +6,7 @@ import asyncio
 import base64
 import socket
 import time
+from pathlib import Path
 
 import httpx
 import numpy as np
@@ -103,7 +104,7 @@ def test_tei_route(server, encoder):
 
 def test_tei_left_truncation_keeps_the_end(server, tiny_model_dir):
     """truncation_direction left gives what sentence-transformers gives with its tokenizer truncating from the left
-    (text-embeddings-inference's behaviour); an unknown direction is a 400 naming the field."""
+    (text-embeddings-inference's behaviour); an unknown direction is a 422 naming the field, as TEI answers."""
     from sentence_transformers import SentenceTransformer
 
     model = SentenceTransformer(str(tiny_model_dir), device="cpu")
@@ -118,7 +119,7 @@ def test_tei_left_truncation_keeps_the_end(server, tiny_model_dir):
     got = server.post("/embed", {"inputs": texts, "truncation_direction": "right"}).json()
     np.testing.assert_allclose(np.array(got), right, atol=1e-5)
     bad = server.post("/embed", {"inputs": "a", "truncation_direction": "middle"})
-    assert bad.status_code == 400 and bad.json()["error"]["param"] == "truncation_direction"
+    assert bad.status_code == 422 and error_of(bad)["param"] == "truncation_direction"  # TEI's validation status
 
 
 BAD = [
@@ -577,3 +578,36 @@ def test_no_health_before_a_real_warm_up_pass(tiny_export):
     encoder.embed = broken
     with pytest.raises(RuntimeError, match="cannot run"), TestClient(create_app(encoder, ServeConfig(model_name="t"))):
         pass
+
+
+def test_serve_uses_only_the_models_public_api():
+    """The server reaches the model through Encoder/Reranker methods, never into its tokenizer or session."""
+    import ast
+
+    serve_dir = Path(__file__).resolve().parent.parent / "runtime" / "serve"
+    reached = []
+    for path in sorted(serve_dir.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if not isinstance(node, ast.Attribute):
+                continue
+            owner = node.value.attr if isinstance(node.value, ast.Attribute) else getattr(node.value, "id", "")
+            on_model = owner in ("model", "encoder", "reranker")
+            if node.attr == "tokenizer" or (on_model and node.attr.startswith("_")):
+                reached.append(f"{path.name}:{node.lineno} {owner}.{node.attr}")
+    assert not reached, reached
+
+
+def test_an_exposed_server_without_a_key_says_so_at_start(tiny_export, monkeypatch, capsys):
+    """Bound beyond loopback with no key (the container image's default), the start message warns loudly; the
+    server is not started here (tests bind 127.0.0.1 only)."""
+    from embedrt.cli import main
+    from embedrt.serve import http
+
+    monkeypatch.setattr(http.DelayedExit, "run", lambda self: None)
+    monkeypatch.delenv("EMBEDRT_API_KEY", raising=False)
+    for host, warned in (("0.0.0.0", True), ("127.0.0.1", False), ("::1", False), ("10.1.2.3", True)):
+        main(["serve", str(tiny_export), "--host", host, "--variant", "fp32"])
+        err = capsys.readouterr().err
+        assert ("WARNING: embedrt serve listens on" in err) is warned, (host, err)
+    main(["serve", str(tiny_export), "--host", "0.0.0.0", "--variant", "fp32", "--api-key", "k"])
+    assert "WARNING" not in capsys.readouterr().err

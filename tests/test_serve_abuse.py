@@ -197,3 +197,34 @@ def test_encoding_format_must_be_float_or_base64(server, fmt):
     response = server.post("/v1/embeddings", {"input": "a", "encoding_format": fmt})
     assert response.status_code == 400
     assert response.json()["error"]["param"] == "encoding_format"
+
+
+@pytest.fixture(scope="module")
+def rerank_server(tmp_path_factory, minilm_dir):
+    from conftest import save_hf_cross_encoder
+
+    from embedrt.export import export
+
+    tmp = tmp_path_factory.mktemp("abuse-ce")
+    source = save_hf_cross_encoder(tmp / "hf", minilm_dir, 1)
+    srv = start_server(export(source, tmp / "ce", variants="fp32", progress=False), "--variant", "fp32")
+    yield srv
+    srv.stop()
+
+
+def test_a_2mb_query_costs_what_a_long_one_does(rerank_server):
+    """The query is checked and tokenized once per request, and only as far as truncation needs: a 2 MB non-ASCII
+    query with 256 documents costs about what a 4 KB one does (both are cut to the same pair length)."""
+    rng = random.Random(5)
+    documents = [" ".join(rng.choices(["paris", "france", "city", "river", "bank"], k=8)) for _ in range(256)]
+
+    def query(n_words: int) -> str:
+        return " ".join(rng.choice(["café", "naïve", "Zürich", "word", "Paris"]) for _ in range(n_words))
+
+    small, big = query(600), query(300_000)  # 4 KB and 2 MB
+    for _ in range(2):
+        _timed_post(rerank_server, "/rerank", {"query": small, "texts": documents})
+    base = min(_timed_post(rerank_server, "/rerank", {"query": small, "texts": documents}) for _ in range(3))
+    cost = min(_timed_post(rerank_server, "/rerank", {"query": big, "texts": documents}) for _ in range(3))
+    print(f"2 MB query, 256 documents: {cost * 1000:.0f} ms against {base * 1000:.0f} ms for a 4 KB query")
+    assert cost < 3 * base + 0.1

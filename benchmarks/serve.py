@@ -39,6 +39,8 @@ REPO = Path(__file__).resolve().parents[1]
 DEFAULT_MODEL_DIR = REPO / "models" / "all-MiniLM-L6-v2"
 INFINITY_PYTHON = "/work/venvs/infinity/bin/python"
 SYSTEMS = ("embedrt-int8", "embedrt-fp32", "infinity", "inproc-int8")
+# With --baseline-tree DIR: the embedrt of another checkout (e.g. `git worktree add ../base <commit>`), same options.
+BASELINE_SYSTEMS = ("baseline-int8", "baseline-fp32")
 DIM = 384
 MODEL_NAME = "all-MiniLM-L6-v2"
 # (requests, concurrency, texts per request) of each phase; --quick shrinks the request counts. Each phase runs
@@ -94,13 +96,16 @@ def minilm_dir(python: str) -> str:
 
 def server_for(system: str, port: int, args: argparse.Namespace) -> Server:
     """The command line of ``system`` listening on 127.0.0.1:``port``."""
-    if system.startswith("embedrt-"):
-        variant = system.removeprefix("embedrt-")
+    if system.startswith(("embedrt-", "baseline-")):
+        variant = system.split("-", 1)[1]
         cmd = [sys.executable, "-m", "embedrt", "serve", str(args.model_dir), "--variant", variant]
         cmd += ["--host", "127.0.0.1", "--port", str(port)]
         if args.threads:
             cmd += ["--threads", str(args.threads)]
-        return Server(system, cmd + shlex.split(args.embedrt_args))
+        env = {}
+        if system.startswith("baseline-"):  # ``import embedrt`` finds that checkout's runtime/ first
+            env["PYTHONPATH"] = os.pathsep.join([args.baseline_shim, os.environ.get("PYTHONPATH", "")]).rstrip(":")
+        return Server(system, cmd + shlex.split(args.embedrt_args), env=env)
     if system == "infinity":
         # The torch engine: infinity's optimum engine fails on a local directory with optimum-onnx 0.1.0.
         # Its console script, beside the venv's interpreter: infinity_emb has no __main__ module.
@@ -317,7 +322,7 @@ def run_server(system: str, args: argparse.Namespace, sentences: list[str]) -> d
         proc = subprocess.Popen(
             server.cmd,
             cwd=REPO,
-            env={**os.environ, **OFFLINE_ENV},
+            env={**os.environ, **OFFLINE_ENV, **server.env},
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,  # so a SIGKILL fallback reaches the workers too
@@ -333,7 +338,7 @@ def run_server(system: str, args: argparse.Namespace, sentences: list[str]) -> d
                 requests = QUICK_REQUESTS[name] if args.quick else PHASES[name][0]
                 result[name] = phase(base + server.embed_path, sentences, name, requests, offset)
                 offset += 7919  # a prime: each phase starts elsewhere in the corpus
-            if system.startswith("embedrt-"):
+            if system.startswith(("embedrt-", "baseline-")):
                 for name in HOL:
                     result[name] = asyncio.run(head_of_line(base + server.embed_path, sentences, name))
             result["rss_after_mb"] = rss_mb(proc.pid)
@@ -612,6 +617,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=None, help="--threads for embedrt serve and in-process")
     parser.add_argument("--embedrt-args", default="", help="more options for `embedrt serve`, one shell string")
     parser.add_argument("--infinity-args", default="", help="more options for `infinity_emb v2`, one shell string")
+    parser.add_argument("--baseline-tree", type=Path, default=None, help="checkout whose embedrt baseline-* runs")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
     return parser.parse_args(argv)
 
@@ -619,9 +625,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     systems = [s for s in args.systems.split(",") if s]
-    unknown = set(systems) - set(SYSTEMS)
+    unknown = set(systems) - set(SYSTEMS) - (set(BASELINE_SYSTEMS) if args.baseline_tree else set())
     if unknown:
-        raise SystemExit(f"unknown systems: {', '.join(sorted(unknown))}")
+        raise SystemExit(f"unknown systems: {', '.join(sorted(unknown))} (baseline-* need --baseline-tree)")
+    if args.baseline_tree is not None:
+        shim = tempfile.mkdtemp(prefix="embedrt-baseline-")
+        Path(shim, "embedrt").symlink_to(args.baseline_tree.resolve() / "runtime")
+        args.baseline_shim = shim
     if any(s != "infinity" for s in systems):
         ensure_export(args.model_dir)
     sentences = sts_sentences()

@@ -39,6 +39,19 @@ def test_probes_on_health(documents):
         assert container[probe]["httpGet"]["path"] == "/health", probe
 
 
+def test_probes_and_memory_leave_room_for_the_measured_worst_case(documents):
+    """Readiness never drops a pod for one slow /health under load, and the memory limit is above the peak RSS that
+    benchmarks/serve_abuse.py measured (0.78 s and 461 MB, in the comments of the file)."""
+    container = _container(documents)
+    ready = container["readinessProbe"]
+    assert ready.get("timeoutSeconds", 1) >= 2 * 0.78 and ready.get("failureThreshold", 3) >= 2
+    live = container["livenessProbe"]
+    assert live.get("timeoutSeconds", 1) * live.get("failureThreshold", 3) >= 30
+    limit = container["resources"]["limits"]["memory"]
+    assert limit.endswith("Mi") and int(limit[:-2]) * 1.048576 >= 461 * 1.5
+    assert container["resources"]["requests"]["memory"] == limit
+
+
 def test_shutdown_delay_fits_the_grace_period(documents):
     from embedrt.serve.cli import GRACEFUL_SHUTDOWN_S
 

@@ -303,7 +303,9 @@ class _Server:
         """
         texts, special = tokenize_request(await self._json(request), self.config.max_inputs)
         work = functools.partial(self._tokens.body, texts, special)
-        return _json(await self.batcher.call(work, sum(map(len, texts))))
+        body = await self.batcher.call(work, sum(map(len, texts)))
+        await self.batcher.hold(len(body))  # tens of MB for 2,048 texts: counted until the client has them
+        return _HeldBody(body, functools.partial(self.batcher.release, len(body)))
 
     async def health(self, request: Request) -> Response:
         """GET /health: 200 once the model ran its warm-up pass, while cycles succeed and before a shutdown."""
@@ -471,6 +473,31 @@ async def _disconnected(request: Request) -> None:
     """Return when the client disconnects (the body has been read: the next message can only be a disconnect)."""
     while (await request.receive())["type"] != "http.disconnect":
         pass
+
+
+class _HeldBody(Response):
+    """A large JSON answer sent in 1 MB chunks, each after the client has taken the previous ones (flow control).
+
+    ``release`` runs once it is out (or the client is gone), so its bytes count toward the queue budget until then.
+    """
+
+    CHUNK = 1 << 20
+
+    def __init__(self, body: bytes, release: Callable[[], None]) -> None:
+        super().__init__(None, media_type="application/json")
+        self._body, self._release = body, release
+        self.headers["content-length"] = str(len(body))
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        """Send the head, then the body chunk by chunk; release the held bytes whatever happens."""
+        try:
+            await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
+            view = memoryview(self._body)
+            for start in range(0, len(view), self.CHUNK):
+                await send({"type": "http.response.body", "body": view[start : start + self.CHUNK], "more_body": True})
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+        finally:
+            self._release()
 
 
 def _json(body: bytes, status: int = 200) -> Response:

@@ -237,6 +237,15 @@ class Batcher:
             del self._readers[reader.order]
             self.release(reader.reserved)
 
+    async def hold(self, size: int) -> None:
+        """Count ``size`` bytes of an answer waiting to be sent toward the budget; ``release`` them once sent.
+
+        It waits for room as a body chunk does (then 429). Bounds the memory of large answers (``/tokenize``).
+        """
+        async with self.body() as share:
+            await share.arrived(size)
+            share.reserved = 0  # kept past the block: the caller releases once the answer is out
+
     async def _admit(self, reader: BodyBudget, size: int) -> None:
         """Count ``size`` more arrived bytes of ``reader``'s body: at once when they fit, else as described above."""
         deadline = time.monotonic() + BODY_WAIT_S

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +20,7 @@ from embedrt.precision import Precision, quantize
 from embedrt.progress import Progress
 from embedrt.session import Device
 from embedrt.similarity import SIMILARITY
+from embedrt.token_view import TokenView
 from embedrt.tokenizer import Tokenizer, TruncationSide, check_texts, load_tokenizer
 
 if TYPE_CHECKING:
@@ -41,7 +41,7 @@ class Embedding:
     truncated: list[bool]  # whether the text (with its prompt) had more tokens than max_seq_length
 
 
-class Encoder:
+class Encoder(TokenView):
     """A sentence-transformers model exported by ``embedrt export``, run with onnxruntime.
 
     One Encoder may be shared by many threads: onnxruntime sessions are thread-safe and the
@@ -175,25 +175,9 @@ class Encoder:
             "int8_kernel": self.int8_check.as_dict() if self.int8_check else None,
         }
 
-    def token_ids(
-        self, texts: Sequence[str], add_special_tokens: bool = True, truncation: str | TruncationSide = "right"
-    ) -> list[list[int]]:
-        """Each text's token ids, unpadded, truncated to max_seq_length; [CLS] and [SEP] unless told not to.
-
-        ``truncation`` ``right`` keeps a long text's start, ``left`` its end.
-        """
-        rows = self.tokenizer.encode_batch(texts, self.max_seq_length, TruncationSide.parse(truncation))
-        return rows if add_special_tokens else [row[1:-1] for row in rows]
-
-    @functools.cached_property
-    def id_tokens(self) -> dict[int, str]:
-        """Each id's token text, to show what ``token_ids`` returned."""
-        return self.tokenizer.tokens_by_id()
-
     @property
-    def special_ids(self) -> frozenset[int]:
-        """Ids of the tokenizer's special tokens ([CLS], [SEP], [PAD], [UNK], added tokens)."""
-        return self.tokenizer.special_ids
+    def _token_limit(self) -> int:
+        return self.max_seq_length
 
     def tokenize(self, texts: Sequence[str]) -> dict[str, np.ndarray]:
         """Token ids and attention mask (int64), padded to the longest text, truncated to max_seq_length."""

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +17,7 @@ from embedrt.manifest import CrossEncoderInfo, Manifest, ModelKind, Variant
 from embedrt.pairs import PairText, Text, check_pairs, encode_pairs, encode_pairs_truncated, pad_pairs
 from embedrt.progress import Progress
 from embedrt.session import Device
+from embedrt.token_view import TokenView
 from embedrt.tokenizer import Tokenizer, TruncationSide, check_texts
 
 
@@ -30,7 +30,7 @@ class Scored:
     truncated: list[bool]  # whether the pair had more tokens than max_length
 
 
-class Reranker:
+class Reranker(TokenView):
     """A cross-encoder exported by ``embedrt export``, run with onnxruntime.
 
     Like an Encoder, one Reranker may be shared by many threads.
@@ -122,23 +122,9 @@ class Reranker:
         """
         return PairText(self.tokenizer, text, self.max_length, truncation)
 
-    def token_ids(self, texts: Sequence[str], add_special_tokens: bool = True) -> list[list[int]]:
-        """Each text alone as the model's tokenizer sees it: ``[CLS] text [SEP]`` cut to max_length, unpadded.
-
-        Without [CLS] and [SEP] when ``add_special_tokens`` is false.
-        """
-        rows = self.tokenizer.encode_batch(texts, self.max_length)
-        return rows if add_special_tokens else [row[1:-1] for row in rows]
-
-    @functools.cached_property
-    def id_tokens(self) -> dict[int, str]:
-        """Each id's token text, to show what ``token_ids`` returned."""
-        return self.tokenizer.tokens_by_id()
-
     @property
-    def special_ids(self) -> frozenset[int]:
-        """Ids of the tokenizer's special tokens ([CLS], [SEP], [PAD], [UNK], added tokens)."""
-        return self.tokenizer.special_ids
+    def _token_limit(self) -> int:
+        return self.max_length
 
     def tokenize(self, pairs: Sequence[Sequence[str]]) -> dict[str, np.ndarray]:
         """input_ids, attention_mask and token_type_ids of the pairs (int64), padded, cut to ``max_length``."""

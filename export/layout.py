@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 from embedrt.config import TRANSFORMER_CONFIG_NAMES, read_json, require
 
@@ -44,11 +45,54 @@ def check_bert(transformer_dir: Path, allow_pickle: bool) -> dict[str, int]:
             f"{config_path}: model_type {hf_config.get('model_type')!r} is not supported; "
             "embedrt exports BertModel transformers (model_type 'bert')"
         )
+    check_not_custom(config_path, hf_config, BERT_ARCHITECTURES)
     _weights(transformer_dir, allow_pickle, sharded=True)
     return {
         "num_heads": require(hf_config, "num_attention_heads", config_path, int),
         "hidden_size": require(hf_config, "hidden_size", config_path, int),
     }
+
+
+# transformers' own classes over a BertModel: a checkpoint saved from any of them holds the same encoder.
+BERT_ARCHITECTURES = frozenset(
+    {
+        "BertModel",
+        "BertForMaskedLM",
+        "BertForPreTraining",
+        "BertLMHeadModel",
+        "BertForNextSentencePrediction",
+        "BertForSequenceClassification",
+        "BertForTokenClassification",
+        "BertForQuestionAnswering",
+        "BertForMultipleChoice",
+    }
+)
+_CUSTOM_CODE = "the model needs custom code (trust_remote_code), which embedrt does not run"
+
+
+def check_not_custom(config_path: Path, hf_config: dict[str, Any], architectures: frozenset[str]) -> None:
+    """Refuse a lookalike: a config that declares a supported model_type but is another model.
+
+    jina-embeddings-v2 and jina-reranker-v1 declare ``"model_type": "bert"`` but are ALiBi + GEGLU models loaded
+    through ``auto_map`` custom code; transformers would build a plain BertModel from their weights, and a parity
+    check against that wrong model would pass. So: no ``auto_map``, absolute positions only, and architectures from
+    transformers' own classes of the family.
+    """
+    if "auto_map" in hf_config:
+        raise ValueError(f"{config_path}: 'auto_map' is set: {_CUSTOM_CODE}")
+    positions = hf_config.get("position_embedding_type", "absolute")
+    if positions != "absolute":
+        raise ValueError(
+            f"{config_path}: 'position_embedding_type' is {positions!r}; embedrt exports absolute position "
+            f"embeddings only ({_CUSTOM_CODE}, or positions embedrt's graph does not reproduce)"
+        )
+    declared = hf_config.get("architectures") or []
+    unknown = [a for a in declared if a not in architectures] if isinstance(declared, list) else declared
+    if unknown:
+        raise ValueError(
+            f"{config_path}: 'architectures' holds {unknown or declared!r}, not one of transformers' "
+            f"{', '.join(sorted(architectures))}: {_CUSTOM_CODE}"
+        )
 
 
 def _weights(directory: Path, allow_pickle: bool, sharded: bool = False) -> Path:

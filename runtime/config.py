@@ -179,8 +179,13 @@ class ModulesConfig:
             type_name = require(item, "type", f"{path}: module {index}", str)
             short = type_name.rsplit(".", 1)[-1]
             kinds = [k.value for k in ModuleKind]
-            if short not in kinds:
-                raise ValueError(f"{path}: unsupported module type {type_name!r}; embedrt supports {', '.join(kinds)}")
+            if short not in kinds or not type_name.startswith("sentence_transformers."):
+                # Router, StaticEmbedding, sparse and multi-vector modules, or a class outside sentence-transformers
+                # (which sentence-transformers >= 6 loads only with trust_remote_code).
+                raise ValueError(
+                    f"{path}: module {index} has type {type_name!r}; embedrt runs sentence-transformers' "
+                    f"{', '.join(kinds)} modules only, and does not run custom module code"
+                )
             entries.append(ModuleEntry(ModuleKind(short), str(item.get("path", "")), type_name))
         if not _PIPELINE.fullmatch("".join(e.kind.value[0] for e in entries)):
             found = " -> ".join(e.kind.value for e in entries) or "no modules"
@@ -308,6 +313,11 @@ class DenseConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any], path: Path) -> DenseConfig:
         """Build from the parsed JSON; ``path`` only names the file in errors."""
+        if data.get("use_residual"):
+            raise ValueError(
+                f"{path}: 'use_residual' is true (a Dense that adds its input to its output, written since "
+                "sentence-transformers 5.4); embedrt runs Dense modules without it"
+            )
         for key in ("module_input_name", "module_output_name"):
             if data.get(key, "sentence_embedding") not in ("sentence_embedding", None):
                 raise ValueError(

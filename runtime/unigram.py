@@ -371,7 +371,7 @@ Step = _Strip | _Replace | _Lowercase | _Precompiled
 
 @dataclass(frozen=True)
 class _Normalizer:
-    """The file's normalizer as a chain of steps, and what ``_encode_prefix`` may rely on."""
+    """The file's normalizer as a chain of steps, and what ``_find_cut`` may rely on."""
 
     steps: tuple[Step, ...] = ()
     # Whether the chain is local around a space between two plain characters (see UnigramTokenizer._cut_at).
@@ -1018,7 +1018,7 @@ class UnigramTokenizer(BatchEncoder):
         else:
             self._pad_id = self._resolve_pad(view.pad, view.unk)
         self._pre_lower = _LOWER if do_lower_case else None
-        # _encode_prefix may cut long texts before a space only where that provably gives the same ids.
+        # _find_cut may cut long texts before a space only where that provably gives the same ids.
         self._cuttable = (
             self._normalizer.cuttable
             and self._metaspace.split

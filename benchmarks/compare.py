@@ -187,7 +187,7 @@ def gemm_worker(threads: int) -> dict[str, float]:
 
 
 def sts_token_count() -> int:
-    from embedrt.tokenizer import Tokenizer
+    from embedrt.tokenizers import Tokenizer
 
     tokenizer = Tokenizer.from_dir(EMBEDRT_DIR)
     return sum(len(row) for row in tokenizer.encode_batch(sts_sentences(), 256))

@@ -8,7 +8,7 @@ import pytest
 from embedrt import Encoder
 from embedrt.config import PoolingMode
 from embedrt.pooling import normalize, pool
-from embedrt.tokenizer import Tokenizer
+from embedrt.tokenizers import Tokenizer
 
 
 @pytest.fixture(scope="module")

@@ -56,7 +56,7 @@ def throughput(run: Callable[[Sequence[str]], object], texts: list[str], repeat:
 def bench(which: str, model_dir: str, repeat: int) -> dict[str, dict[str, float]]:
     corpora = load_corpora(STS_TEST)
     if which == "embedrt":
-        from embedrt.tokenizer import load_tokenizer
+        from embedrt.tokenizers import load_tokenizer
 
         tok = load_tokenizer(model_dir)
 

@@ -83,8 +83,8 @@ class CrossEncoderModel:
 
     def feeds(self, out_dir: Path, pairs: Sequence[Any]) -> Iterator[dict[str, np.ndarray]]:
         """Padded batches of the calibration pairs, tokenized as the Reranker does."""
-        from embedrt.pairs import encode_pairs, pad_pairs
-        from embedrt.tokenizer import Tokenizer
+        from embedrt.tokenizers import Tokenizer
+        from embedrt.tokenizers.pairs import encode_pairs, pad_pairs
 
         tokenizer = Tokenizer.from_dir(out_dir)
         for start in range(0, len(pairs), 32):

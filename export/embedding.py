@@ -93,7 +93,7 @@ class EmbeddingModel:
 
     def feeds(self, out_dir: Path, texts: Sequence[Any]) -> Iterable[dict[str, np.ndarray]]:
         """Padded batches of the calibration texts, tokenized by the export's own tokenizer."""
-        from embedrt.tokenizer import load_tokenizer
+        from embedrt.tokenizers import load_tokenizer
 
         config = self.config
         tokenizer = load_tokenizer(out_dir / config.transformer_dir, do_lower_case=config.transformer.do_lower_case)

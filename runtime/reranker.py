@@ -14,11 +14,11 @@ from embedrt.dense import activate
 from embedrt.int8_kernel import Int8Check
 from embedrt.loading import open_variant
 from embedrt.manifest import CrossEncoderInfo, Manifest, ModelKind, Variant
-from embedrt.pairs import PairText, Text, check_pairs, encode_pairs, encode_pairs_truncated, pad_pairs
 from embedrt.progress import Progress
 from embedrt.session import Device
 from embedrt.token_view import TokenView
-from embedrt.tokenizer import Tokenizer, TruncationSide, check_texts
+from embedrt.tokenizers import Tokenizer, TruncationSide, check_texts
+from embedrt.tokenizers.pairs import PairText, Text, check_pairs, encode_pairs, encode_pairs_truncated, pad_pairs
 
 
 @dataclass(frozen=True)
@@ -146,7 +146,7 @@ class Reranker(TokenView):
     ) -> Scored:
         """Logits plus each pair's token count and truncation, from one tokenization: what a server needs.
 
-        A text may be a :class:`~embedrt.pairs.PairText` from ``query`` (made with the same ``truncation``);
+        A text may be a :class:`~embedrt.tokenizers.pairs.PairText` from ``query`` (made with the same ``truncation``);
         ``truncation`` ``left`` keeps the end of each text that longest_first truncation cuts.
         """
         checked = check_pairs(pairs)

@@ -6,7 +6,7 @@ import functools
 from collections.abc import Sequence
 from typing import Any
 
-from embedrt.tokenizer import TruncationSide
+from embedrt.tokenizers import TruncationSide
 
 
 class TokenView:

@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Freeze the extended grapheme cluster tables of Rust's unicode-segmentation into runtime/_grapheme_tables.py.
+"""Freeze the grapheme cluster tables of Rust's unicode-segmentation into runtime/tokenizers/tables/grapheme.py.
 
 The Hugging Face ``Precompiled`` normalizer (SentencePiece charsmaps, XLM-R) works grapheme by grapheme, with
 ``unicode-segmentation`` 1.12.0: the version tokenizers 0.22.2 pins in bindings/python/Cargo.lock. That crate
@@ -23,7 +23,7 @@ from pathlib import Path
 
 from gen_tokenizer_tables import Ranges, scalar_values, to_ranges  # the same helpers, beside this script
 
-OUTPUT = Path(__file__).resolve().parent.parent / "runtime" / "_grapheme_tables.py"
+OUTPUT = Path(__file__).resolve().parent.parent / "runtime" / "tokenizers" / "tables" / "grapheme.py"
 UNICODE_VERSION = "16.0.0"
 CRATE = "unicode-segmentation 1.12.0"
 # Grapheme_Cluster_Break values in the crate's enum order after Any (Other), then the two extra categories.
@@ -95,7 +95,7 @@ def categories() -> tuple[list[tuple[int, int, int]], Ranges, list[int]]:
 
 
 def generate_source() -> str:
-    """Return the text of runtime/_grapheme_tables.py."""
+    """Return the text of runtime/tokenizers/tables/grapheme.py."""
     from importlib.metadata import version
 
     cats, extend, linkers = categories()

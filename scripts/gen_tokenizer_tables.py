@@ -1,12 +1,12 @@
 #!/usr/bin/env python
-"""Freeze the BERT character classes of the installed `tokenizers` library into runtime/_unicode_tables.py.
+"""Freeze the BERT character classes of the installed `tokenizers` library into runtime/tokenizers/tables/unicode.py.
 
 The reference tokenizer's character classes are not Python's `unicodedata` ones (Unicode 8-era category
 tables, Rust lowercase rules, a different NFD for a few code points), so they are measured here by probing
 every Unicode scalar value through BertNormalizer / BertPreTokenizer, one flag on at a time, as "a{c}b".
 
 Usage:
-    python scripts/gen_tokenizer_tables.py            # rewrite runtime/_unicode_tables.py
+    python scripts/gen_tokenizer_tables.py            # rewrite runtime/tokenizers/tables/unicode.py
     python scripts/gen_tokenizer_tables.py --check    # exit 1 if the committed module is stale
 """
 
@@ -19,7 +19,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-OUTPUT = Path(__file__).resolve().parent.parent / "runtime" / "_unicode_tables.py"
+OUTPUT = Path(__file__).resolve().parent.parent / "runtime" / "tokenizers" / "tables" / "unicode.py"
 SURROGATES = range(0xD800, 0xE000)
 
 Ranges = list[tuple[int, int]]
@@ -157,7 +157,7 @@ def _format_map(name: str, comment: str, mapping: dict[int, str]) -> str:
 
 
 def generate_source() -> str:
-    """Probe the installed tokenizers library and return the text of runtime/_unicode_tables.py."""
+    """Probe the installed tokenizers library and return the text of runtime/tokenizers/tables/unicode.py."""
     import tokenizers
 
     t = probe_all()

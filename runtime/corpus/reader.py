@@ -17,7 +17,7 @@ from embedrt.corpus.records import MISSING, RecordError
 from embedrt.corpus.sources import Block, ReadUnit, SourceKind
 from embedrt.corpus.spec import JobSpec, OnBadRow
 from embedrt.corpus.storage import import_pyarrow
-from embedrt.tokenizer import check_texts
+from embedrt.tokenizers import check_texts
 
 if TYPE_CHECKING:
     import pyarrow as pa

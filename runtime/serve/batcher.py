@@ -32,7 +32,7 @@ import numpy as np
 
 from embedrt.encoder import Embedding, Encoder
 from embedrt.serve.errors import ApiError
-from embedrt.tokenizer import TruncationSide
+from embedrt.tokenizers import TruncationSide
 
 T = TypeVar("T")
 

@@ -24,7 +24,7 @@ import orjson
 from embedrt.encoder import Encoder
 from embedrt.serve.errors import ApiError
 from embedrt.serve.protocol import EmbedRequest, RerankRequest, _describe, _json_type, _texts, cohere_rerank_request
-from embedrt.tokenizer import TruncationSide
+from embedrt.tokenizers import TruncationSide
 
 DOCUMENTS_PER_SEARCH_UNIT = 100  # Cohere bills one search unit per query of up to 100 documents
 INPUT_TYPES = {"search_query": "query", "search_document": "document", "classification": None, "clustering": None}

@@ -18,7 +18,7 @@ import orjson
 
 from embedrt.config import Choice
 from embedrt.serve.errors import ApiError
-from embedrt.tokenizer import TruncationSide, check_texts
+from embedrt.tokenizers import TruncationSide, check_texts
 
 
 class EncodingFormat(Choice):

@@ -14,11 +14,11 @@ import numpy as np
 
 from embedrt.config import Activation
 from embedrt.dense import activate
-from embedrt.pairs import Text
 from embedrt.reranker import Reranker
 from embedrt.serve.batcher import ENCODE_BATCH_SIZE, Compute, Rows
 from embedrt.serve.errors import ApiError
-from embedrt.tokenizer import TruncationSide
+from embedrt.tokenizers import TruncationSide
+from embedrt.tokenizers.pairs import Text
 
 PAIR_SPECIAL_TOKENS = 3  # [CLS] query [SEP] document [SEP]
 SCORES = "sigmoid(logit); the logit with raw_scores true"
@@ -45,7 +45,8 @@ def pair_scores(
 def rerank_compute(reranker: Reranker) -> Compute:
     """The batcher's compute function for a cross-encoder: (query, document) pairs in, logits out.
 
-    The query is a :class:`~embedrt.pairs.PairText` shared by the request's pairs (checked and tokenized once).
+    The query is a :class:`~embedrt.tokenizers.pairs.PairText` shared by the request's pairs (checked and
+    tokenized once).
     """
 
     def compute(pairs: list[Any], kind: Hashable) -> Rows:

@@ -1,0 +1,1 @@
+"""Pre-tokenizers, one module each: BERT's (``bert``) and SentencePiece's ``Metaspace`` (``metaspace``)."""

@@ -1,0 +1,88 @@
+"""Post-processors: the special tokens a tokenizer.json puts around one text or a pair.
+
+``BertProcessing``, ``RobertaProcessing`` and ``TemplateProcessing``, read here for every model.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from itertools import chain
+from typing import Any
+
+from embedrt.config import require
+from embedrt.tokenizers.base import TokenizerError
+
+__all__ = ["Template", "cls_sep_tokens"]
+
+
+@dataclass(frozen=True)
+class Template:
+    """The post-processor's templates: each item a sequence name ("A"/"B") or the ids of a special token."""
+
+    single: tuple[str | tuple[int, ...], ...]
+    pair: tuple[str | tuple[int, ...], ...]
+
+    @classmethod
+    def from_spec(cls, spec: Any, source: str) -> Template:
+        """TemplateProcessing, or RobertaProcessing / BertProcessing (fixed templates)."""
+        where = f"{source}: post_processor"
+        kind = spec.get("type") if isinstance(spec, Mapping) else spec
+        if kind in ("RobertaProcessing", "BertProcessing"):
+            cls_ids = (int(require(require(spec, "cls", where, list), 1, where)),)
+            sep_ids = (int(require(require(spec, "sep", where, list), 1, where)),)
+            middle = (sep_ids,) if kind == "RobertaProcessing" else ()
+            return cls((cls_ids, "A", sep_ids), (cls_ids, "A", sep_ids, *middle, "B", sep_ids))
+        if kind != "TemplateProcessing":
+            raise TokenizerError(
+                f"{where} is {kind!r}; embedrt supports TemplateProcessing, RobertaProcessing and BertProcessing"
+            )
+        specials = require(spec, "special_tokens", where, Mapping)
+
+        def parse(name: str) -> tuple[str | tuple[int, ...], ...]:
+            items: list[str | tuple[int, ...]] = []
+            for item in require(spec, name, where, list):
+                if isinstance(item, Mapping) and "Sequence" in item:
+                    items.append(str(require(item["Sequence"], "id", f"{where}.{name}")))
+                elif isinstance(item, Mapping) and "SpecialToken" in item:
+                    token = str(require(item["SpecialToken"], "id", f"{where}.{name}"))
+                    entry = require(specials, token, f"{where}.special_tokens", Mapping)
+                    items.append(tuple(int(i) for i in require(entry, "ids", f"{where}.special_tokens.{token}", list)))
+                else:
+                    raise TokenizerError(f"{where}.{name}: item {item!r} is neither Sequence nor SpecialToken")
+            return tuple(items)
+
+        template = cls(parse("single"), parse("pair"))
+        if [i for i in template.single if isinstance(i, str)] != ["A"]:
+            raise TokenizerError(f"{where}.single must hold the sequence A once, holds {template.single!r}")
+        return template
+
+    def around_single(self) -> tuple[tuple[int, ...], tuple[int, ...]]:
+        """The special ids before and after the sequence of a single text."""
+        at = self.single.index("A")
+        before = tuple(chain.from_iterable(i for i in self.single[:at] if isinstance(i, tuple)))
+        after = tuple(chain.from_iterable(i for i in self.single[at + 1 :] if isinstance(i, tuple)))
+        return before, after
+
+
+def cls_sep_tokens(post: Any, source: str) -> tuple[str, str]:
+    """The token texts a ``[CLS] A [SEP]`` post-processor puts around a single sequence (WordPiece's reading).
+
+    The WordPiece tokenizer resolves these texts against its own vocabulary, where :class:`Template` takes the ids
+    the file gives; both read the same post_processor section.
+    """
+    if isinstance(post, Mapping) and post.get("type") == "BertProcessing":
+        where = f"{source}: post_processor"
+        return str(require(require(post, "cls", where, list), 0, where)), str(
+            require(require(post, "sep", where, list), 0, where)
+        )
+    if isinstance(post, Mapping) and post.get("type") == "TemplateProcessing":
+        single = post.get("single") or []
+        shape = [next(iter(item)) for item in single]
+        if shape == ["SpecialToken", "Sequence", "SpecialToken"]:
+            where = f"{source}: post_processor.single"
+            first, last = (require(require(single[i], "SpecialToken", where, Mapping), "id", where) for i in (0, 2))
+            return str(first), str(last)
+        raise TokenizerError(f"{source}: post_processor template {shape} is not [CLS] A [SEP]")
+    found = post.get("type") if isinstance(post, Mapping) else post
+    raise TokenizerError(f"{source}: post_processor is {found!r}; expected BertProcessing or TemplateProcessing")

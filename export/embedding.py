@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from embedrt.config import ModelConfig, ModuleKind
+from embedrt.config import ModelConfig, ModuleKind, read_json, usable_positions
 from embedrt.dense import WEIGHTS_NAME as DENSE_WEIGHTS
 from embedrt.export.int8 import calibration_texts, text_feeds
 from embedrt.export.layout import (
@@ -36,7 +36,7 @@ class EmbeddingModel:
     config: ModelConfig
     cross_encoder: CrossEncoderInfo | None = None
     output_name: str = OUTPUT_NAME
-    graph_head: str = "the BertModel"
+    graph_head: str = "the transformer"
 
     @classmethod
     def read(cls, source: Path) -> EmbeddingModel:
@@ -80,12 +80,19 @@ class EmbeddingModel:
         from sentence_transformers import SentenceTransformer
 
         model = SentenceTransformer(str(self.source), device="cpu")
+        if model.max_seq_length > self.config.max_seq_length == self._usable_positions():
+            # sentence-transformers caps at max_position_embeddings: past the usable positions (XLM-R's last two),
+            # PyTorch fails with an index error, and embedrt truncates there instead.
+            model.max_seq_length = self.config.max_seq_length
         if model.max_seq_length != self.config.max_seq_length:
             raise ValueError(
                 f"{self.source}: sentence-transformers uses max_seq_length {model.max_seq_length}, "
                 f"embedrt resolved {self.config.max_seq_length}; please report this model's config files"
             )
         return np.asarray(model.encode(list(CHECK_SENTENCES), convert_to_numpy=True), dtype=np.float32)
+
+    def _usable_positions(self) -> int | None:
+        return usable_positions(read_json(self.transformer_dir / "config.json"))
 
     def calibration(self, path: Path | None) -> tuple[Sequence[Any], str]:
         """The texts that calibrate int8, and where they came from."""

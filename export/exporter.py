@@ -1,4 +1,4 @@
-"""``export()``: a sentence-transformers BERT model in, a checked, self-contained embedrt directory out."""
+"""``export()``: a sentence-transformers model in, a checked, self-contained embedrt directory out."""
 
 from __future__ import annotations
 
@@ -14,15 +14,15 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from embedrt.export.architectures import Architecture
 from embedrt.export.cross_encoder import read_cross_encoder
 from embedrt.export.embedding import EmbeddingModel
 from embedrt.export.int8 import OPSET as INT8_OPSET
 from embedrt.export.int8 import calibrate, write_int8
 from embedrt.export.landing import check_target, discard, land, staging_dir
-from embedrt.export.layout import check_bert
+from embedrt.export.layout import check_transformer
 from embedrt.export.onnx_files import (
     EXTERNAL_DATA_THRESHOLD,
-    INPUT_NAMES,
     OPSET,
     data_file,
     export_plain,
@@ -90,7 +90,7 @@ def export(
     revision: str | None = None,
     external_data_threshold: int = EXTERNAL_DATA_THRESHOLD,
 ) -> Path:
-    """Export a sentence-transformers BertModel to ONNX variants and check each against PyTorch.
+    """Export a sentence-transformers model (BertModel, XLMRobertaModel) to ONNX variants; check each against PyTorch.
 
     Args:
         src: a sentence-transformers model directory (or a hub id when a hub is reachable);
@@ -115,7 +115,7 @@ def export(
     chosen = _parse_variants(variants)
     resolved = resolve_source(src, revision, allow_pickle)
     model = _read_model(resolved.path)
-    sizes = check_bert(model.transformer_dir, allow_pickle)
+    architecture, sizes = check_transformer(model.transformer_dir, allow_pickle, model.cross_encoder is not None)
     # Read before the long steps so that a bad calibration file fails at once.
     calibration_set = model.calibration(Path(calibration) if calibration is not None else None)
     out_dir = Path(out) if out is not None else Path("models") / resolved.name
@@ -125,8 +125,8 @@ def export(
     # leaves the earlier export there as it was.
     staging = staging_dir(out_dir)
     try:
-        failed = _build(staging, out_dir, model, resolved.info, resolved.name, chosen, calibration_set, sizes,
-                        allow_pickle, external_data_threshold, steps)  # fmt: skip
+        failed = _build(staging, out_dir, model, resolved.info, resolved.name, chosen, calibration_set, architecture,
+                        sizes, allow_pickle, external_data_threshold, steps)  # fmt: skip
         if (staging / MANIFEST_NAME).is_file():  # at least one variant passed
             land(staging, out_dir)
     finally:
@@ -144,6 +144,7 @@ def _build(
     name: str,
     chosen: Sequence[Variant],
     calibration_set: tuple[Sequence[Any], str],
+    architecture: Architecture,
     sizes: dict[str, int],
     allow_pickle: bool,
     threshold: int,
@@ -159,19 +160,20 @@ def _build(
     with steps("load the PyTorch reference and run it on the check inputs"):
         reference = model.reference()
     source_info = _source_info(source, name, staging)
+    optimizer = architecture.optimizer_model_type
     manifest = Manifest(FORMAT_VERSION, source_info, {}, embedrt_version(), files, model.kind, model.cross_encoder)
     with tempfile.TemporaryDirectory() as tmp:
         plain, fused = Path(tmp) / "plain.onnx", Path(tmp) / "fused" / Variant.FP32.file_name
         with steps(f"export {model.graph_head} to ONNX and fuse the graph"):
-            export_plain(model.transformer_dir, plain, allow_pickle, model.output_name)
-            fused_recipe = write_fp32(plain, fused, **sizes, threshold=threshold)
+            export_plain(model.transformer_dir, plain, allow_pickle, model.output_name, architecture)
+            fused_recipe = write_fp32(plain, fused, **sizes, threshold=threshold, model_type=optimizer)
         for variant in chosen:
             with steps(f"write and check {variant.file_name}"):
                 candidate = Path(tmp) / variant.file_name
                 if variant is Variant.FP32:
                     candidate, recipe = fused, fused_recipe
                 elif variant is Variant.FP16:
-                    recipe = write_fp16(plain, candidate, **sizes, threshold=threshold)
+                    recipe = write_fp16(plain, candidate, **sizes, threshold=threshold, model_type=optimizer)
                 else:
                     items, origin = calibration_set
                     ranges = calibrate(plain, model.feeds(staging, items), len(items), origin)
@@ -182,7 +184,7 @@ def _build(
                     return exc
                 # Only a file that passed reaches the export and the manifest.
                 _move_variant(candidate, staging / variant.file_name)
-                manifest = _record(manifest, staging, variant, recipe, figures, model.output_name)
+                manifest = _record(manifest, staging, variant, recipe, figures, model.output_name, architecture.inputs)
                 steps.note(_summary(variant, figures, model))
     return None
 
@@ -216,6 +218,7 @@ def _record(
     recipe: str,
     parity: dict[str, float | int | str],
     output_name: str,
+    inputs: tuple[str, ...],
 ) -> Manifest:
     """Add or replace a variant's entry and rewrite manifest.json."""
     path = out_dir / variant.file_name
@@ -225,7 +228,7 @@ def _record(
         sha256=sha256_file(path),
         size_bytes=path.stat().st_size,
         opset=INT8_OPSET if variant is Variant.INT8 else OPSET,
-        inputs=INPUT_NAMES,
+        inputs=inputs,
         outputs=(output_name,),
         recipe=recipe,
         parity=parity,

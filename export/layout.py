@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from embedrt.config import TRANSFORMER_CONFIG_NAMES, read_json, require
+from embedrt.export.architectures import Architecture, families
 
 SAFE_WEIGHTS = "model.safetensors"
 PICKLE_WEIGHTS = "pytorch_model.bin"
@@ -32,41 +33,38 @@ def copy_files(source: Path, target: Path, names: Iterable[str]) -> None:
             shutil.copy2(source / name, target / name)
 
 
-def check_bert(transformer_dir: Path, allow_pickle: bool) -> dict[str, int]:
-    """Refuse what this exporter cannot convert; return the BERT sizes the graph optimizer needs.
+def check_transformer(
+    transformer_dir: Path, allow_pickle: bool, cross_encoder: bool = False
+) -> tuple[Architecture, dict[str, int]]:
+    """Refuse what this exporter cannot convert; return the family and the sizes the graph optimizer needs.
 
     ``transformer_dir`` is the Transformer module's directory: the model root, or ``0_Transformer/`` in models
-    saved by older sentence-transformers versions.
+    saved by older sentence-transformers versions. ``cross_encoder``: the model is exported with its classifier.
     """
     config_path = transformer_dir / "config.json"
     hf_config = read_json(config_path)
-    if hf_config.get("model_type") != "bert":
+    supported = families()
+    architecture = supported.get(str(hf_config.get("model_type")))
+    if architecture is None:
         raise ValueError(
-            f"{config_path}: model_type {hf_config.get('model_type')!r} is not supported; "
-            "embedrt exports BertModel transformers (model_type 'bert')"
+            f"{config_path}: model_type {hf_config.get('model_type')!r} is not supported; embedrt exports "
+            + ", ".join(f"{a.model_class} (model_type {t!r})" for t, a in supported.items())
         )
-    check_not_custom(config_path, hf_config, BERT_ARCHITECTURES)
+    check_not_custom(config_path, hf_config, architecture.classes)
+    if cross_encoder and architecture.classifier_class is None:
+        raise ValueError(
+            f"{config_path}: a cross-encoder of model_type {architecture.model_type!r} "
+            f"({', '.join(hf_config.get('architectures') or [])}) is not supported yet; embedrt exports "
+            f"{architecture.model_class} embedding models of this family, and BertForSequenceClassification "
+            "cross-encoders"
+        )
     _weights(transformer_dir, allow_pickle, sharded=True)
-    return {
+    return architecture, {
         "num_heads": require(hf_config, "num_attention_heads", config_path, int),
         "hidden_size": require(hf_config, "hidden_size", config_path, int),
     }
 
 
-# transformers' own classes over a BertModel: a checkpoint saved from any of them holds the same encoder.
-BERT_ARCHITECTURES = frozenset(
-    {
-        "BertModel",
-        "BertForMaskedLM",
-        "BertForPreTraining",
-        "BertLMHeadModel",
-        "BertForNextSentencePrediction",
-        "BertForSequenceClassification",
-        "BertForTokenClassification",
-        "BertForQuestionAnswering",
-        "BertForMultipleChoice",
-    }
-)
 _CUSTOM_CODE = "the model needs custom code (trust_remote_code), which embedrt does not run"
 
 
@@ -75,8 +73,9 @@ def check_not_custom(config_path: Path, hf_config: dict[str, Any], architectures
 
     jina-embeddings-v2 and jina-reranker-v1 declare ``"model_type": "bert"`` but are ALiBi + GEGLU models loaded
     through ``auto_map`` custom code; transformers would build a plain BertModel from their weights, and a parity
-    check against that wrong model would pass. So: no ``auto_map``, absolute positions only, and architectures from
-    transformers' own classes of the family.
+    check against that wrong model would pass. jina-embeddings-v3 declares ``xlm-roberta`` / ``XLMRobertaModel``
+    with rotary positions and LoRA adapters, the same way. So: no ``auto_map``, absolute positions only, and
+    architectures from transformers' own classes of the family.
     """
     if "auto_map" in hf_config:
         raise ValueError(f"{config_path}: 'auto_map' is set: {_CUSTOM_CODE}")

@@ -6,9 +6,10 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+from embedrt.export.architectures import Architecture
+from embedrt.export.architectures.bert import BERT
 from embedrt.session import import_onnxruntime
 
-INPUT_NAMES = ("input_ids", "attention_mask", "token_type_ids")
 OUTPUT_NAME = "last_hidden_state"
 LOGITS = "logits"
 OPSET = 17
@@ -39,45 +40,49 @@ def save_onnx(model: Any, out_file: Path, threshold: int = EXTERNAL_DATA_THRESHO
     onnx.save_model(model, str(out_file), save_as_external_data=True, all_tensors_to_one_file=True, location=location)
 
 
-def export_plain(model_dir: Path, out_file: Path, allow_pickle: bool, output: str = OUTPUT_NAME) -> None:
-    """Trace the BERT (eager attention, which the fusion patterns expect) into ONNX.
+def export_plain(
+    model_dir: Path,
+    out_file: Path,
+    allow_pickle: bool,
+    output: str = OUTPUT_NAME,
+    architecture: Architecture = BERT,
+) -> None:
+    """Trace the transformer (eager attention, which the fusion patterns expect) into ONNX.
 
-    ``output`` is ``last_hidden_state`` (a BertModel's token embeddings) or ``logits`` (a
-    BertForSequenceClassification's scores, pooler and classifier included: a cross-encoder).
+    ``output`` is ``last_hidden_state`` (the encoder's token embeddings) or ``logits`` (a cross-encoder's scores,
+    pooler and classifier included). The graph's inputs are ``architecture.inputs``.
     """
     import torch
-    from transformers import BertForSequenceClassification, BertModel
     from transformers.utils import logging as hf_logging
 
     hf_logging.set_verbosity_error()  # the unused pooler weights are expected: sentence-transformers skips them
     # With allow_pickle, safetensors still come first; pytorch_model.bin is read only when they are absent.
     kwargs = {"use_safetensors": None if allow_pickle else True, "attn_implementation": "eager"}
-    if output == LOGITS:
-        model = BertForSequenceClassification.from_pretrained(str(model_dir), **kwargs).eval()
-    else:
-        model = BertModel.from_pretrained(str(model_dir), add_pooling_layer=False, **kwargs).eval()
+    model = architecture.load(model_dir, classifier=output == LOGITS, **kwargs)
+    names = architecture.inputs
 
     class Output(torch.nn.Module):
-        def __init__(self, bert: torch.nn.Module) -> None:
+        def __init__(self, encoder: torch.nn.Module) -> None:
             super().__init__()
-            self.bert = bert
+            self.encoder = encoder
 
-        def forward(
-            self, input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids: torch.Tensor
-        ) -> torch.Tensor:
-            out = self.bert(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids)
+        def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
+            out = self.encoder(**dict(zip(names, inputs, strict=True)))
             return getattr(out, output)
 
-    dummy = torch.ones((2, 8), dtype=torch.long)
-    axes = {name: {0: "batch", 1: "sequence"} for name in INPUT_NAMES}
+    # Ids of 2 and 3 (not the pad id of either family), a mask of ones, token types of zeros.
+    dummy = torch.full((2, 8), 2, dtype=torch.long)
+    dummy[:, 1::2] = 3
+    args = {"input_ids": dummy, "attention_mask": torch.ones_like(dummy), "token_type_ids": torch.zeros_like(dummy)}
+    axes = {name: {0: "batch", 1: "sequence"} for name in names}
     axes[output] = {0: "batch"} if output == LOGITS else {0: "batch", 1: "sequence"}
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.onnx.export(
             Output(model),
-            (dummy, dummy, torch.zeros_like(dummy)),
+            tuple(args[name] for name in names),
             str(out_file),
-            input_names=list(INPUT_NAMES),
+            input_names=list(names),
             output_names=[output],
             dynamic_axes=axes,
             opset_version=OPSET,
@@ -86,7 +91,12 @@ def export_plain(model_dir: Path, out_file: Path, allow_pickle: bool, output: st
 
 
 def write_fp32(
-    plain: Path, out_file: Path, num_heads: int, hidden_size: int, threshold: int = EXTERNAL_DATA_THRESHOLD
+    plain: Path,
+    out_file: Path,
+    num_heads: int,
+    hidden_size: int,
+    threshold: int = EXTERNAL_DATA_THRESHOLD,
+    model_type: str = BERT.optimizer_model_type,
 ) -> str:
     """Write the graph for the CPU: Attention and BiasGelu fused by onnxruntime's transformer optimizer.
 
@@ -94,21 +104,26 @@ def write_fp32(
     them were slower than the LayerNormalization and Adds they replace (STS sentences at batch 32, 2 threads:
     792 sentences/s without both, 714 with both, 719 and 731 with one of them).
     """
-    options = _fusion_options()
+    options = _fusion_options(model_type)
     options.enable_skip_layer_norm = False
     options.enable_embed_layer_norm = False
-    return _fuse(plain, out_file, num_heads, hidden_size, options, threshold)
+    return _fuse(plain, out_file, num_heads, hidden_size, options, threshold, model_type)
 
 
 def write_fp16(
-    plain: Path, out_file: Path, num_heads: int, hidden_size: int, threshold: int = EXTERNAL_DATA_THRESHOLD
+    plain: Path,
+    out_file: Path,
+    num_heads: int,
+    hidden_size: int,
+    threshold: int = EXTERNAL_DATA_THRESHOLD,
+    model_type: str = BERT.optimizer_model_type,
 ) -> str:
     """Write the graph for CUDA: every BERT fusion, then fp16 weights and activations, float32 inputs and outputs."""
     import onnx
     from onnxruntime.transformers.onnx_model import OnnxModel
 
     fused = out_file.with_suffix(".fused.onnx")
-    recipe = _fuse(plain, fused, num_heads, hidden_size, _fusion_options(), threshold)
+    recipe = _fuse(plain, fused, num_heads, hidden_size, _fusion_options(model_type), threshold, model_type)
     model = OnnxModel(onnx.load(str(fused)))
     fused.unlink()
     data_file(fused).unlink(missing_ok=True)
@@ -117,28 +132,30 @@ def write_fp16(
     return recipe + "; converted to fp16 (float32 inputs/outputs)"
 
 
-def _fusion_options() -> Any:
-    """Every BERT fusion of onnxruntime's transformer optimizer (the fp16/CUDA set)."""
+def _fusion_options(model_type: str = BERT.optimizer_model_type) -> Any:
+    """Every fusion of onnxruntime's transformer optimizer for ``model_type`` (the fp16/CUDA set)."""
     import_onnxruntime()  # the optimizer ships with onnxruntime; without it, say which extra installs it
     from onnxruntime.transformers.fusion_options import FusionOptions
 
-    return FusionOptions("bert")
+    return FusionOptions(model_type)
 
 
-def _fuse(plain: Path, out_file: Path, num_heads: int, hidden_size: int, options: Any, threshold: int) -> str:
+def _fuse(
+    plain: Path, out_file: Path, num_heads: int, hidden_size: int, options: Any, threshold: int, model_type: str
+) -> str:
     """Run onnxruntime's transformer optimizer with ``options``; return the recipe (the fusions it made)."""
     from onnxruntime.transformers import optimizer
 
     model = optimizer.optimize_model(
         str(plain),
-        model_type="bert",
+        model_type=model_type,
         num_heads=num_heads,
         hidden_size=hidden_size,
         opt_level=1,
         optimization_options=options,
     )
     model.save_model_to_file(str(out_file), use_external_data_format=weight_bytes(model.model) > threshold)
-    return "onnxruntime transformers optimizer (bert): " + _fusions(model.get_fused_operator_statistics())
+    return f"onnxruntime transformers optimizer ({model_type}): " + _fusions(model.get_fused_operator_statistics())
 
 
 def _fusions(stats: dict[str, int]) -> str:

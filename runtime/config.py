@@ -244,11 +244,30 @@ class TransformerConfig:
         )
 
 
+# Families whose position ids start after the pad id (transformers' create_position_ids_from_input_ids): real
+# tokens take positions pad + 1 onwards, so pad + 1 of max_position_embeddings are never a token's.
+_OFFSET_POSITIONS = frozenset({"xlm-roberta"})
+
+
+def usable_positions(hf_config: dict[str, Any]) -> int | None:
+    """How many tokens the model's position table can place (None: no limit), from its config.json.
+
+    max_position_embeddings, less ``pad_token_id + 1`` for XLM-R (514 -> 512, 8194 -> 8192).
+    """
+    positions = hf_config.get("max_position_embeddings", -1)
+    if positions == -1:  # xlnet's way of saying: no limit
+        return None
+    if hf_config.get("model_type") in _OFFSET_POSITIONS:
+        return int(positions) - int(hf_config.get("pad_token_id", 1)) - 1
+    return int(positions)
+
+
 def _resolve_max_seq_length(model_dir: Path, sbert: dict[str, Any]) -> int:
     """Resolve the token limit by sentence-transformers' rule.
 
-    An explicit max_seq_length wins; otherwise the tokenizer's model_max_length, capped at the model's
-    max_position_embeddings.
+    An explicit max_seq_length wins; otherwise the tokenizer's model_max_length, capped at the positions the model
+    can place (``usable_positions``; sentence-transformers caps at max_position_embeddings, which for XLM-R lets
+    the last two lengths fail in PyTorch with an index error).
     """
     explicit = None
     # A model_max_length passed to the tokenizer overrides max_seq_length in sentence-transformers.
@@ -259,9 +278,9 @@ def _resolve_max_seq_length(model_dir: Path, sbert: dict[str, Any]) -> int:
         return int(explicit)
     tok_path = model_dir / "tokenizer_config.json"
     limit = int(read_json(tok_path).get("model_max_length") or _NO_LIMIT) if tok_path.is_file() else _NO_LIMIT
-    positions = read_json(model_dir / "config.json").get("max_position_embeddings", -1)
-    if positions != -1:
-        limit = min(limit, int(positions))
+    positions = usable_positions(read_json(model_dir / "config.json"))
+    if positions is not None:
+        limit = min(limit, positions)
     if limit >= _NO_LIMIT:
         raise ValueError(f"{model_dir}: no max_seq_length in sentence_bert_config.json and no limit elsewhere")
     return limit

@@ -1,4 +1,4 @@
-"""Export sentence-transformers BERT models to ONNX (needs the ``export`` extra and onnxruntime)."""
+"""Export sentence-transformers BERT and XLM-RoBERTa models to ONNX (needs the ``export`` extra and onnxruntime)."""
 
 from embedrt.export.exporter import ParityError, export
 

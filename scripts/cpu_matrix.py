@@ -46,6 +46,7 @@ PLATFORMS = {
 # Gates (README, CPUs section): int8 min cosine and mean within this of native int8; fp32 min cosine.
 INT8_MIN_COSINE, INT8_MEAN_DELTA, FP32_MIN_COSINE = 0.99, 0.0005, 0.99999
 FLOOR = (1, 19)  # pyproject's onnxruntime floor: older versions can't load the exported files (shown, not gated)
+EXCLUDED = ("1.21.0",)  # excluded by embedrt[cpu] (SIGILL on ARMv8.0): installed beside the wheel, without its extra
 
 
 @dataclass(frozen=True)
@@ -175,12 +176,13 @@ def prepare_site(cache: Path, arch: str, onnxruntime: str, wheel: Path) -> Path:
     platforms = [flag for tag in PLATFORMS[arch] for flag in ("--platform", tag)]
     pip = [sys.executable, "-m", "pip", "install", "-q", "--upgrade", "--target", str(site), *platforms]
     pip += ["--python-version", "3.11", "--implementation", "cp", "--abi", "cp311", "--only-binary=:all:"]
-    # onnxruntime before 1.19 is built against numpy 1.x, and is below embedrt[cpu]'s floor: the wheel then
-    # goes in without its extra, to show what those versions do with the files.
+    # onnxruntime before 1.19 is built against numpy 1.x, and is below embedrt[cpu]'s floor; 1.21.0 is excluded by
+    # it: the wheel then goes in without its extra, to show what those versions do with the files (or at import).
     from embedrt.int8_kernel import version_tuple
 
-    if version_tuple(onnxruntime) < FLOOR:
-        _run([*pip, f"onnxruntime=={onnxruntime}", "numpy<2"], stdout=subprocess.DEVNULL)
+    if version_tuple(onnxruntime) < FLOOR or onnxruntime in EXCLUDED:
+        numpy = "numpy<2" if version_tuple(onnxruntime) < FLOOR else "numpy"
+        _run([*pip, f"onnxruntime=={onnxruntime}", numpy], stdout=subprocess.DEVNULL)
         _run([*pip, "--no-deps", str(wheel)], stdout=subprocess.DEVNULL)
     else:
         _run([*pip, f"{wheel}[cpu]", f"onnxruntime=={onnxruntime}"], stdout=subprocess.DEVNULL)

@@ -214,8 +214,8 @@ def prepare(systems: list[str]) -> None:
         export_dynamic_quantized_onnx_model(model, "avx512_vnni", str(ST_ONNX_DIR))
 
 
-def run_worker(args: list[str], python: str, threads: int) -> dict:
-    """One measurement in a fresh interpreter; the last stdout line is its JSON."""
+def run_worker(args: list[str], python: str, threads: int, module: str = "benchmarks.compare") -> dict:
+    """One measurement in a fresh interpreter running ``module``; the last stdout line is its JSON."""
     env = {
         **os.environ,
         "TOKENIZERS_PARALLELISM": "false",
@@ -223,7 +223,7 @@ def run_worker(args: list[str], python: str, threads: int) -> dict:
         "OPENBLAS_NUM_THREADS": str(threads),
     }
     t0 = time.time()
-    cmd = [python, "-m", "benchmarks.compare", *args, "--t0", repr(t0)]
+    cmd = [python, "-m", module, *args, "--t0", repr(t0)]
     result = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, env=env)
     if result.returncode != 0:
         return {"error": result.stderr.strip().splitlines()[-1] if result.stderr.strip() else "failed"}

@@ -124,9 +124,10 @@ def _xlmr_tokenizer(root: Path) -> object:
     from benchmarks.xlmr_tokenizer import sts_sentences as train_sentences
     from benchmarks.xlmr_tokenizer import train_xlmr_tokenizer, training_lines
 
-    path = root / "spm"
+    path = root / "spm" / "tokenizer"
     if not (path / "tokenizer.json").is_file():
-        train_xlmr_tokenizer(path, training_lines(train_sentences("train"), 2000, seed=5), vocab_size=8000)
+        lines = training_lines(train_sentences("train"), 2000, seed=5)
+        path = train_xlmr_tokenizer(root / "spm", lines, vocab_size=8000)
     return AutoTokenizer.from_pretrained(str(path), model_max_length=512)
 
 

@@ -45,6 +45,11 @@ PLATFORMS = {
 }
 # Gates (README, CPUs section): int8 min cosine and mean within this of native int8; fp32 min cosine.
 INT8_MIN_COSINE, INT8_MEAN_DELTA, FP32_MIN_COSINE = 0.99, 0.0005, 0.99999
+MINILM = "all-MiniLM-L6-v2"
+# Other families' graphs (random weights, built by benchmarks/families.py): int8 on the CPUs whose int8 paths
+# differ (Haswell's u8u8, ARMv8.0, ARM dot product), plus native fp32 and int8 for the gates.
+FAMILY_CPUS = ("haswell", "cortex-a72", "neoverse-n1")
+FAMILIES = ("xlmr-small", "mpnet-small")
 FLOOR = (1, 19)  # pyproject's onnxruntime floor: older versions can't load the exported files (shown, not gated)
 EXCLUDED = ("1.21.0",)  # excluded by embedrt[cpu] (SIGILL on ARMv8.0): installed beside the wheel, without its extra
 
@@ -294,6 +299,7 @@ class Job:
     variant: str
     path: str = "auto"
     onnxruntime: str = ""  # "" = the venv's own (x86) or the newest (aarch64)
+    model: str = MINILM  # MINILM, or a key of benchmarks.families.SHAPES (--families)
 
 
 def matrix_texts(sentences: int, passages: int) -> list[str]:
@@ -307,13 +313,29 @@ def matrix_texts(sentences: int, passages: int) -> list[str]:
     return pool[:sentences] + long
 
 
-def _export(cache: Path) -> Path:
-    model = cache / "all-MiniLM-L6-v2"
+def _export(cache: Path, name: str = MINILM) -> Path:
+    """The fp32 + int8 export of MiniLM, or of a random-weight family shape of benchmarks/families.py."""
+    model = cache / name
     if not (model / "manifest.json").is_file():
         from embedrt.export import export
 
-        export(None, model, variants=("fp32", "int8"))
+        source = None
+        if name != MINILM:
+            sys.path.insert(0, str(REPO))
+            from benchmarks.families import build
+
+            source = build(name, cache / "families")
+        export(source, model, variants=("fp32", "int8"))
     return model
+
+
+def _reference(model: Path, texts: list[str]) -> Any:
+    """sentence-transformers' fp32 vectors of the export's source, computed natively."""
+    import numpy as np
+    from sentence_transformers import SentenceTransformer
+
+    source = json.loads((model / "manifest.json").read_text())["source"]["path"]
+    return np.asarray(SentenceTransformer(source, device="cpu").encode(texts, batch_size=16))
 
 
 def _cosines(a: Any, b: Any) -> Any:
@@ -326,22 +348,19 @@ def _cosines(a: Any, b: Any) -> Any:
 
 def run_matrix(args: argparse.Namespace) -> int:
     """Prepare, run every job (two at a time: one per core), write the table; 1 when a gate fails."""
-    import numpy as np
 
     cache = Path(args.cache)
     arm_versions = sorted({args.onnxruntime, *args.extra_onnxruntime, *args.import_check})
     tools = prepare(cache, arm_versions, sorted({*args.extra_onnxruntime, *args.below_floor}))
-    model = Path(args.model) if args.model else _export(cache)
+    models = {MINILM: Path(args.model) if args.model else _export(cache)}
+    models |= {name: _export(cache, name) for name in args.families}
     texts = matrix_texts(args.sentences, args.passages)
     work = cache / "runs"
     work.mkdir(parents=True, exist_ok=True)
     texts_file = work / "texts.json"
     texts_file.write_text(json.dumps(texts), encoding="utf-8")
     previous = _previous_rows(args.reuse)
-    source = json.loads((model / "manifest.json").read_text())["source"]["path"]
-    from sentence_transformers import SentenceTransformer
-
-    reference = np.asarray(SentenceTransformer(source, device="cpu").encode(texts, batch_size=16))
+    references = {name: _reference(path, texts) for name, path in models.items()}
 
     jobs = [Job("native", "fp32"), Job("native", "int8")]
     for name in args.cpus:
@@ -351,30 +370,35 @@ def run_matrix(args: argparse.Namespace) -> int:
     for version in args.extra_onnxruntime:  # one CPU per kind: the x86 one that needs the fix, the plainest ARM
         jobs += [Job(name, "int8", onnxruntime=version) for name in ("haswell", "cortex-a72") if name in args.cpus]
     jobs += [Job("haswell", "int8", onnxruntime=version) for version in args.below_floor]
+    for family in args.families:
+        jobs += [Job("native", "fp32", model=family), Job("native", "int8", model=family)]
+        jobs += [Job(name, "int8", model=family) for name in FAMILY_CPUS if name in args.cpus]
 
     def one(job: Job) -> tuple[Job, dict[str, Any]]:
         cpu = None if job.cpu == "native" else CPUS[job.cpu]
         version = job.onnxruntime or (args.onnxruntime if cpu is not None and cpu.arch == "aarch64" else "")
-        out = work / f"{job.cpu}-{job.variant}-{job.path}-{version or 'venv'}.npy"
-        reused = previous.get((job.cpu, job.variant, job.path, version or _venv_onnxruntime()))
+        out = work / f"{job.model}-{job.cpu}-{job.variant}-{job.path}-{version or 'venv'}.npy"
+        reused = previous.get((job.model, job.cpu, job.variant, job.path, version or _venv_onnxruntime()))
+        label = f"{job.model:<16} {job.cpu:<12} {job.variant:<5} {job.path:<8} ort {version or 'venv'}"
         if reused is not None and Path(reused["vectors"]).is_file():
-            print(f"  {job.cpu:<12} {job.variant:<5} {job.path:<8} ort {version or 'venv'}: reused", flush=True)
+            print(f"  {label}: reused", flush=True)
             return job, {k: v for k, v in reused.items() if k in REPORT_KEYS}
         source = texts_file
         if cpu is not None and cpu.fp32_texts and job.variant == "fp32":
             source = work / f"texts-first-{cpu.fp32_texts}.json"
             source.write_text(json.dumps(texts[: cpu.fp32_texts]), encoding="utf-8")
+        model = models[job.model]
         report = run_worker(tools, cpu, version or None, [str(model), job.variant, str(source), str(out), job.path])
         report["vectors"] = str(out) if "error" not in report else None
         took = report.get("error") or f"{report.get('seconds')} s emulated"
-        print(f"  {job.cpu:<12} {job.variant:<5} {job.path:<8} ort {version or 'venv'}: {took[:200]}", flush=True)
+        print(f"  {label}: {took[:200]}", flush=True)
         return job, report
 
     print(f"{len(jobs)} runs of {len(texts)} texts ({args.passages} passages), two at a time", flush=True)
     with ThreadPoolExecutor(2) as pool:
         results = list(pool.map(one, jobs))
     imports = {v: import_check(tools, CPUS["cortex-a72"], v) for v in args.import_check} if args.import_check else {}
-    rows, ok = _rows(results, reference)
+    rows, ok = _rows(results, references)
     table = _markdown(rows, imports, args, len(texts))
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "cpus.md").write_text(table, encoding="utf-8")
@@ -386,37 +410,41 @@ def run_matrix(args: argparse.Namespace) -> int:
 REPORT_KEYS = ("machine", "onnxruntime", "probe", "error", "int8_kernel", "seconds", "vectors")
 
 
-def _previous_rows(reuse: bool) -> dict[tuple[str, str, str, str], dict[str, Any]]:
-    """--reuse: the good rows of the last cpus.json by (cpu, variant, path asked, onnxruntime), whose runs are
-    not repeated (their vectors are still in the cache)."""
+def _previous_rows(reuse: bool) -> dict[tuple[str, str, str, str, str], dict[str, Any]]:
+    """--reuse: the good rows of the last cpus.json by (model, cpu, variant, path asked, onnxruntime), whose runs
+    are not repeated (their vectors are still in the cache)."""
     path = RESULTS / "cpus.json"
     if not reuse or not path.is_file():
         return {}
     rows = json.loads(path.read_text())["rows"]
     return {
-        (r["cpu"], r["variant"], r["path_asked"], r["onnxruntime"]): r
+        (r.get("model", MINILM), r["cpu"], r["variant"], r["path_asked"], r["onnxruntime"]): r
         for r in rows
         if r.get("vectors") and not r.get("error") and r.get("onnxruntime")
     }
 
 
-def _rows(results: list[tuple[Job, dict[str, Any]]], reference: Any) -> tuple[list[dict[str, Any]], bool]:
+def _rows(results: list[tuple[Job, dict[str, Any]]], references: dict[str, Any]) -> tuple[list[dict[str, Any]], bool]:
     import numpy as np
 
     from embedrt.int8_kernel import version_tuple
 
-    native = {job.variant: np.load(r["vectors"]) for job, r in results if job.cpu == "native" and r["vectors"]}
-    native_int8_mean = float(_cosines(native["int8"], reference).mean())
+    native = {
+        (job.model, job.variant): np.load(r["vectors"]) for job, r in results if job.cpu == "native" and r["vectors"]
+    }
     rows, ok = [], True
     for job, report in results:
-        row: dict[str, Any] = {"cpu": job.cpu, "variant": job.variant, "path_asked": job.path, **report}
+        row: dict[str, Any] = {"model": job.model, "cpu": job.cpu, "variant": job.variant, "path_asked": job.path}
+        row.update(report)
+        reference = references[job.model]
         if report.get("vectors"):
             got = np.load(report["vectors"])
             n = len(got)  # fewer texts for fp32 on x86
             cos = _cosines(got, reference[:n])
             row.update(texts=n, min_cosine=float(cos.min()), mean_cosine=float(cos.mean()))
-            row["max_abs_vs_native"] = float(np.abs(got - native[job.variant][:n]).max())
+            row["max_abs_vs_native"] = float(np.abs(got - native[job.model, job.variant][:n]).max())
             if job.variant == "int8":
+                native_int8_mean = float(_cosines(native[job.model, "int8"], reference).mean())
                 row["gate"] = bool(
                     cos.min() >= INT8_MIN_COSINE and abs(cos.mean() - native_int8_mean) <= INT8_MEAN_DELTA
                 )
@@ -444,11 +472,13 @@ def _markdown(rows: list[dict[str, Any]], imports: dict[str, str], args: argpars
         f"sts-test plus {args.passages} passages of 20 sentences ({n} texts), each variant in a fresh process "
         "under QEMU 10 user mode, against sentence-transformers' fp32 vectors computed natively on "
         f"{platform.machine()}. Gates: int8 min cosine >= {INT8_MIN_COSINE} and mean within {INT8_MEAN_DELTA} "
-        f"of native int8; fp32 min cosine >= {FP32_MIN_COSINE}. Emulated time is not performance.",
+        f"of native int8; fp32 min cosine >= {FP32_MIN_COSINE}. Emulated time is not performance. Besides "
+        f"{MINILM}, random-weight models of other families' graphs (benchmarks/families.py: "
+        f"{', '.join(args.families) or 'none'}) run int8 on {', '.join(FAMILY_CPUS)}.",
         "",
-        "| CPU | stands for | onnxruntime | variant | texts | probe: default / u8u8 exact | path | min cos "
+        "| model | CPU | stands for | onnxruntime | variant | texts | probe: default / u8u8 exact | path | min cos "
         "| mean cos | max abs vs native | gate |",
-        "|---|---|---|---|---:|---|---|---:|---:|---:|---|",
+        "|---|---|---|---|---|---:|---|---|---:|---:|---:|---|",
     ]
     for r in rows:
         cpu = CPUS.get(r["cpu"])
@@ -462,7 +492,8 @@ def _markdown(rows: list[dict[str, Any]], imports: dict[str, str], args: argpars
         )
         gate = {True: "pass", False: "FAIL"}.get(r["gate"], r["gate"])
         lines.append(
-            f"| {cpu.qemu_cpu if cpu else 'native (this machine)'} | {cpu.stands_for if cpu else 'AVX-512 VNNI, AMX'} "
+            f"| {r.get('model', MINILM)} | {cpu.qemu_cpu if cpu else 'native (this machine)'} "
+            f"| {cpu.stands_for if cpu else 'AVX-512 VNNI, AMX'} "
             f"| {r.get('onnxruntime', '-')} | {r['variant']} | {r.get('texts', '-')} "
             f"| {probe.get('default', '-')} / {probe.get('u8u8', '-')} "
             f"| {path if r['variant'] == 'int8' else '-'} | {figures} | {gate} |"
@@ -496,6 +527,13 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--cache", default=str(DEFAULT_CACHE), help="where QEMU, the arm64 root and wheels go")
     run.add_argument("--model", help="an export with fp32 and int8 (default: export all-MiniLM-L6-v2 into the cache)")
     run.add_argument("--cpus", nargs="+", default=list(CPUS), choices=list(CPUS))
+    run.add_argument(
+        "--families",
+        nargs="*",
+        default=list(FAMILIES),
+        choices=list(FAMILIES),
+        help="random-weight shapes of other families (benchmarks/families.py) also run on " + ", ".join(FAMILY_CPUS),
+    )
     run.add_argument("--sentences", type=int, default=200)
     run.add_argument("--passages", type=int, default=2, help="passages of 20 sentences (truncated at 256 tokens)")
     run.add_argument("--reuse", action="store_true", help="keep the good runs of the last cpus.json; run the rest")

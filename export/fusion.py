@@ -162,8 +162,8 @@ def _match(index: _Index, softmax: NodeProto, num_heads: int) -> _Match | None:
 def _fills_padding_keys(index: _Index, where: NodeProto) -> bool:
     """Whether ``where`` is DistilBERT's mask: ``Where(attention_mask == 0 (reshaped, expanded), very negative, x)``.
 
-    The fill must be at most -1e4: MultiHeadAttention adds -10000 to the scores of padding keys, and both make
-    their softmax weight exactly 0 in float32.
+    The fill must be at most -1e4: MultiHeadAttention adds -10000 to the scores of padding keys instead of
+    filling them with the lowest float, and either way their softmax weight underflows to 0 in float32.
     """
     fill = index.small.get(where.input[1])
     if fill is None or fill.size != 1 or float(fill) > -1e4:

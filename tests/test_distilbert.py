@@ -170,6 +170,37 @@ def test_graph_inputs_are_ids_and_mask_and_attention_is_fused(shapes, shape):
             assert "(bert)" in info.recipe and "BiasGelu x2" in info.recipe, info.recipe
 
 
+def test_the_attention_fusion_matches_distilberts_pattern_only(msmarco_source, tmp_path):
+    """embedrt's pass fuses DistilBERT's Where-masked attention with the same outputs on padded batches, and leaves
+    a Where that is not the padding mask (a fill of -1, not the lowest float) as it is."""
+    import onnx
+    import onnxruntime as ort
+
+    from embedrt.export.architectures import families
+    from embedrt.export.fusion import fuse_attention
+    from embedrt.export.onnx_files import export_plain
+
+    plain = tmp_path / "plain.onnx"
+    export_plain(msmarco_source, plain, False, architecture=families()["distilbert"])
+    rng = np.random.default_rng(0)
+    ids = rng.integers(1000, 30000, (3, 20))
+    mask = np.ones_like(ids)
+    mask[1, 12:], mask[2, 3:] = 0, 0
+    ids[mask == 0] = 0
+    feeds = {"input_ids": ids, "attention_mask": mask}
+    expected = ort.InferenceSession(str(plain)).run(None, feeds)[0]
+    model = onnx.load(str(plain))
+    assert fuse_attention(model, 4) == 2
+    got = ort.InferenceSession(model.SerializeToString()).run(None, feeds)[0]
+    np.testing.assert_allclose(got[mask == 1], expected[mask == 1], atol=1e-6)
+    model = onnx.load(str(plain))
+    fills = [n for n in model.graph.node if n.op_type == "Where"]
+    constants = {n.output[0]: n for n in model.graph.node if n.op_type == "Constant"}
+    for where in fills:
+        constants[where.input[1]].attribute[0].t.CopyFrom(onnx.numpy_helper.from_array(np.array(-1.0, np.float32)))
+    assert len(fills) == 2 and fuse_attention(model, 4) == 0
+
+
 def test_distiluse_runs_its_dense_head(distiluse_source, distiluse_export):
     from sentence_transformers import SentenceTransformer
 

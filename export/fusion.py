@@ -131,23 +131,50 @@ def _match(index: _Index, softmax: NodeProto, num_heads: int) -> _Match | None:
         rest = [i for i in add.input if i not in weights]
         return (rest[0], weights[bias[0]]) if len(bias) == 1 and len(rest) == 1 else None
 
-    mask_add = op(softmax.input[0], "Add")
-    div = next((d for i in mask_add.input if (d := op(i, "Div"))), None) if mask_add else None
-    scores = op(div.input[0], "MatMul") if div else None
+    # BERT scales the product and adds the extended mask: softmax(Q K^T / sqrt(d) + mask). DistilBERT scales Q
+    # first and fills the padding keys: softmax(where(mask == 0, min, (Q / sqrt(d)) K^T)). Same values either way.
+    scores = div = None
+    q_scaled = ""
+    if mask_add := op(softmax.input[0], "Add"):
+        div = next((d for i in mask_add.input if (d := op(i, "Div"))), None)
+        scores = op(div.input[0], "MatMul") if div else None
+        q_scaled = scores.input[0] if scores else ""
+    elif (fill := op(softmax.input[0], "Where")) and _fills_padding_keys(index, fill):
+        scores = op(fill.input[2], "MatMul")
+        div = op(scores.input[0], "Div") if scores else None
+        q_scaled = div.input[0] if div else ""
     context = only_consumer(softmax.output[0], "MatMul")
-    if scores is None or context is None or context.input[0] != softmax.output[0]:
+    if scores is None or div is None or context is None or context.input[0] != softmax.output[0]:
         return None
-    q, k = projection(scores.input[0], (0, 2, 1, 3)), projection(scores.input[1], (0, 2, 3, 1))
+    q, k = projection(q_scaled, (0, 2, 1, 3)), projection(scores.input[1], (0, 2, 3, 1))
     v = projection(context.input[1], (0, 2, 1, 3))
     back = only_consumer(context.output[0], "Transpose")
     merged = only_consumer(back.output[0], "Reshape") if back else None
     if q is None or k is None or v is None or merged is None:
         return None
     head_size = len(q[1]) // num_heads
-    divisor = weights.get(div.input[1])  # type: ignore[union-attr]
+    divisor = weights.get(div.input[1])
     if divisor is None or divisor.size != 1 or not math.isclose(float(divisor), math.sqrt(head_size), rel_tol=1e-5):
         return None
     return _Match(q[0], k[0], v[0], np.concatenate([q[1], k[1], v[1]]), merged.output[0])
+
+
+def _fills_padding_keys(index: _Index, where: NodeProto) -> bool:
+    """Whether ``where`` is DistilBERT's mask: ``Where(attention_mask == 0 (reshaped, expanded), very negative, x)``.
+
+    The fill must be at most -1e4: MultiHeadAttention adds -10000 to the scores of padding keys instead of
+    filling them with the lowest float, and either way their softmax weight underflows to 0 in float32.
+    """
+    fill = index.small.get(where.input[1])
+    if fill is None or fill.size != 1 or float(fill) > -1e4:
+        return False
+    name = where.input[0]
+    while (node := index.producers.get(name)) is not None and node.op_type in ("Cast", "Expand", "Reshape"):
+        name = node.input[0]
+    if node is None or node.op_type != "Equal" or node.input[0] != MASK_INPUT:
+        return False
+    zero = index.small.get(node.input[1])
+    return zero is not None and zero.size == 1 and float(zero) == 0
 
 
 def _prune(graph: GraphProto) -> None:

@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from embedrt.config import TRANSFORMER_CONFIG_NAMES, read_json, require
+from embedrt.config import TRANSFORMER_CONFIG_NAMES, read_json
 from embedrt.export.architectures import Architecture, families
 
 SAFE_WEIGHTS = "model.safetensors"
@@ -59,10 +59,7 @@ def check_transformer(
             "cross-encoders"
         )
     _weights(transformer_dir, allow_pickle, sharded=True)
-    return architecture, {
-        "num_heads": require(hf_config, "num_attention_heads", config_path, int),
-        "hidden_size": require(hf_config, "hidden_size", config_path, int),
-    }
+    return architecture, architecture.sizes(hf_config, config_path)
 
 
 _CUSTOM_CODE = "the model needs custom code (trust_remote_code), which embedrt does not run"

@@ -97,8 +97,12 @@ def write_fp32(
     hidden_size: int,
     threshold: int = EXTERNAL_DATA_THRESHOLD,
     model_type: str = BERT.optimizer_model_type,
+    attention_first: bool = False,
 ) -> str:
     """Write the graph for the CPU: Attention and BiasGelu fused by onnxruntime's transformer optimizer.
+
+    ``attention_first``: fuse the attention with embedrt's MultiHeadAttention pass first (``Architecture``'s
+    ``embedrt_attention``), for a family whose attention pattern the optimizer does not fuse.
 
     The SkipLayerNormalization and EmbedLayerNormalization fusions are left out: onnxruntime's CPU kernels for
     them were slower than the LayerNormalization and Adds they replace (STS sentences at batch 32, 2 threads:
@@ -107,7 +111,7 @@ def write_fp32(
     options = _fusion_options(model_type)
     options.enable_skip_layer_norm = False
     options.enable_embed_layer_norm = False
-    return _fuse(plain, out_file, num_heads, hidden_size, options, threshold, model_type)
+    return _fuse(plain, out_file, num_heads, hidden_size, options, threshold, model_type, attention_first)
 
 
 def write_fp16(
@@ -117,13 +121,18 @@ def write_fp16(
     hidden_size: int,
     threshold: int = EXTERNAL_DATA_THRESHOLD,
     model_type: str = BERT.optimizer_model_type,
+    attention_first: bool = False,
 ) -> str:
-    """Write the graph for CUDA: every BERT fusion, then fp16 weights and activations, float32 inputs and outputs."""
+    """Write the graph for CUDA: every BERT fusion, then fp16 weights and activations, float32 inputs and outputs.
+
+    ``attention_first`` as in ``write_fp32``.
+    """
     import onnx
     from onnxruntime.transformers.onnx_model import OnnxModel
 
     fused = out_file.with_suffix(".fused.onnx")
-    recipe = _fuse(plain, fused, num_heads, hidden_size, _fusion_options(model_type), threshold, model_type)
+    options = _fusion_options(model_type)
+    recipe = _fuse(plain, fused, num_heads, hidden_size, options, threshold, model_type, attention_first)
     model = OnnxModel(onnx.load(str(fused)))
     fused.unlink()
     data_file(fused).unlink(missing_ok=True)
@@ -141,21 +150,48 @@ def _fusion_options(model_type: str = BERT.optimizer_model_type) -> Any:
 
 
 def _fuse(
-    plain: Path, out_file: Path, num_heads: int, hidden_size: int, options: Any, threshold: int, model_type: str
+    plain: Path,
+    out_file: Path,
+    num_heads: int,
+    hidden_size: int,
+    options: Any,
+    threshold: int,
+    model_type: str,
+    attention_first: bool = False,
 ) -> str:
-    """Run onnxruntime's transformer optimizer with ``options``; return the recipe (the fusions it made)."""
+    """Run onnxruntime's transformer optimizer with ``options``; return the recipe (the fusions made).
+
+    With ``attention_first``, embedrt's MultiHeadAttention fusion runs on the plain graph before it.
+    """
     from onnxruntime.transformers import optimizer
 
-    model = optimizer.optimize_model(
-        str(plain),
-        model_type=model_type,
-        num_heads=num_heads,
-        hidden_size=hidden_size,
-        opt_level=1,
-        optimization_options=options,
-    )
+    source, first = plain, ""
+    if attention_first:
+        import onnx
+
+        from embedrt.export.fusion import fuse_attention
+
+        graph = onnx.load(str(plain))
+        first = f"embedrt MultiHeadAttention x{fuse_attention(graph, num_heads)}; "
+        source = out_file.with_name(out_file.name + ".attention.onnx")
+        source.parent.mkdir(parents=True, exist_ok=True)
+        save_onnx(graph, source, threshold)
+    try:
+        model = optimizer.optimize_model(
+            str(source),
+            model_type=model_type,
+            num_heads=num_heads,
+            hidden_size=hidden_size,
+            opt_level=1,
+            optimization_options=options,
+        )
+    finally:
+        if source != plain:
+            source.unlink()
+            data_file(source).unlink(missing_ok=True)
     model.save_model_to_file(str(out_file), use_external_data_format=weight_bytes(model.model) > threshold)
-    return f"onnxruntime transformers optimizer ({model_type}): " + _fusions(model.get_fused_operator_statistics())
+    fusions = _fusions(model.get_fused_operator_statistics())
+    return f"{first}onnxruntime transformers optimizer ({model_type}): {fusions}"
 
 
 def _fusions(stats: dict[str, int]) -> str:

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from embedrt.config import require
+
 
 @dataclass(frozen=True)
 class Architecture:
@@ -22,6 +24,14 @@ class Architecture:
     model_class: str  # the transformers class traced for an embedding model (token embeddings out)
     classifier_class: str | None  # the one traced for a cross-encoder (logits out); None: not supported yet
     optimizer_model_type: str = "bert"  # onnxruntime.transformers.optimizer's model_type for its fusions
+    # config.json's keys for the attention heads and the hidden width, which the graph optimizer needs: DistilBERT
+    # saves its own names (n_heads, dim), which transformers maps to these only once a config object is built.
+    heads_key: str = "num_attention_heads"
+    hidden_key: str = "hidden_size"
+    has_pooler: bool = True  # model_class takes add_pooling_layer (DistilBertModel has no pooler to leave out)
+    # Fuse the attention into MultiHeadAttention with embedrt's pass (fusion.py) before onnxruntime's optimizer
+    # runs, for a family whose traced attention that optimizer leaves unfused.
+    embedrt_attention: bool = False
 
     def load(self, model_dir: Path, classifier: bool, **kwargs: Any) -> Any:
         """The transformers model in ``model_dir``, in eval mode (the pooler left out of an embedding model)."""
@@ -29,15 +39,24 @@ class Architecture:
 
         if not classifier:
             cls = getattr(transformers, self.model_class)
-            return cls.from_pretrained(str(model_dir), add_pooling_layer=False, **kwargs).eval()
+            pooler = {"add_pooling_layer": False} if self.has_pooler else {}
+            return cls.from_pretrained(str(model_dir), **pooler, **kwargs).eval()
         if self.classifier_class is None:
             raise ValueError(f"{model_dir}: cross-encoders of model_type {self.model_type!r} are not supported yet")
         return getattr(transformers, self.classifier_class).from_pretrained(str(model_dir), **kwargs).eval()
+
+    def sizes(self, hf_config: dict[str, Any], config_path: Path) -> dict[str, int]:
+        """The attention heads and hidden width in config.json, as the graph optimizer's arguments."""
+        return {
+            "num_heads": require(hf_config, self.heads_key, config_path, int),
+            "hidden_size": require(hf_config, self.hidden_key, config_path, int),
+        }
 
 
 def families() -> dict[str, Architecture]:
     """Every supported family, by config.json ``model_type``."""
     from embedrt.export.architectures.bert import BERT
+    from embedrt.export.architectures.distilbert import DISTILBERT
     from embedrt.export.architectures.xlm_roberta import XLM_ROBERTA
 
-    return {a.model_type: a for a in (BERT, XLM_ROBERTA)}
+    return {a.model_type: a for a in (BERT, XLM_ROBERTA, DISTILBERT)}

@@ -42,7 +42,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from embedrt.export.fusion import fuse_attention
-from embedrt.export.onnx_files import EXTERNAL_DATA_THRESHOLD, save_onnx
+from embedrt.export.onnx_files import EXTERNAL_DATA_THRESHOLD, check_onnx, save_onnx
 from embedrt.export.parity import CHECK_SENTENCES, STS_DIR, StsPairs
 from embedrt.int8_kernel import EXPLICIT_WEIGHT_ZERO_POINTS
 
@@ -110,14 +110,14 @@ def calibrate(plain: Path, feeds: Iterable[Mapping[str, np.ndarray]], sentences:
     ``feeds`` are padded batches (input_ids, attention_mask, token_type_ids) of ``sentences`` calibration texts
     (or text pairs, for a cross-encoder) from ``source``.
     """
-    import onnx
     import onnxruntime as ort
 
-    model = onnx.load(str(plain))
-    inputs = _matmul_inputs(model)
-    for name in inputs:
-        model.graph.output.append(onnx.helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, None))
-    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    probe = _calibration_graph(plain)
+    try:
+        session = ort.InferenceSession(str(probe.path), providers=["CPUExecutionProvider"])
+    finally:
+        probe.path.unlink()
+    inputs = probe.inputs
     wanted = {i.name for i in session.get_inputs()}
     absmax = {name: np.zeros(0, np.float32) for name in inputs}
     tokens = 0
@@ -130,6 +130,29 @@ def calibrate(plain: Path, feeds: Iterable[Mapping[str, np.ndarray]], sentences:
             batch_max = np.abs(value[real] if value.ndim == 3 else value).max(axis=0)
             absmax[name] = batch_max if absmax[name].size == 0 else np.maximum(absmax[name], batch_max)
     return Calibration(absmax, sentences, tokens, source)
+
+
+@dataclass(frozen=True)
+class _Probe:
+    path: Path  # the plain graph with each MatMul input added as an output
+    inputs: list[str]  # those inputs, in graph order
+
+
+def _calibration_graph(plain: Path) -> _Probe:
+    """Write the plain graph, with every weighted MatMul's input as an extra output, beside ``plain``.
+
+    Read without its external data and written beside ``plain``, the copy's tensors still point at plain's data
+    file: a model past 2 GiB is never serialized in memory (protobuf's limit) and its weights are not copied.
+    """
+    import onnx
+
+    model = onnx.load(str(plain), load_external_data=False)
+    inputs = _matmul_inputs(model)
+    for name in inputs:
+        model.graph.output.append(onnx.helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, None))
+    path = plain.with_name(plain.stem + ".calibration.onnx")
+    onnx.save(model, str(path))
+    return _Probe(path, inputs)
 
 
 def text_feeds(
@@ -158,8 +181,8 @@ def write_int8(
     model = onnx.load(str(plain))
     fused = fuse_attention(model, num_heads)
     _Rewriter(model, calibration.absmax, alphas).run()
-    onnx.checker.check_model(model)
     save_onnx(model, out_file, threshold)
+    check_onnx(out_file)
     return (
         "embedrt int8: int8 activations with one calibrated step for LayerNorm outputs and one step per token "
         "(computed at run time) for the attention context and the GELU output, SmoothQuant ("

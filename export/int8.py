@@ -41,6 +41,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from embedrt.config import Choice
 from embedrt.export.fusion import fuse_attention
 from embedrt.export.onnx_files import EXTERNAL_DATA_THRESHOLD, check_onnx, save_onnx
 from embedrt.export.parity import CHECK_SENTENCES, STS_DIR, StsPairs
@@ -67,8 +68,19 @@ class Site(str, Enum):
 ALPHAS = {Site.ATTENTION_INPUT: 0.8, Site.ATTENTION_OUTPUT: 0.3, Site.FFN_INPUT: 0.6, Site.FFN_OUTPUT: 0.5}
 DEFAULT_CALIBRATION = STS_DIR / "sts-train.csv"
 CALIBRATION_SIZE = 2048
-# Embedding tables at least this tall are stored int8 (the word embeddings); position and type tables stay fp32.
+# Embedding tables at least this tall are the word embeddings; position and type tables stay fp32.
 _MIN_TABLE_ROWS = 1000
+
+
+class WordTable(Choice):
+    """How the int8 graph stores the word-embedding table that its first Gather reads."""
+
+    INT8 = "int8"  # int8 rows with one fp32 scale per row: Gather both, Cast, Mul (a quarter of the bytes)
+    FP32 = "fp32"  # as exported: one float Gather
+
+
+# The rule (measured in benchmarks/large_model.py; figures below once the run is in).
+WORD_TABLE = WordTable.INT8
 _LAST_AXIS = "int8/last_axis"
 
 
@@ -174,13 +186,17 @@ def write_int8(
     num_heads: int,
     alphas: Mapping[Site, float] = ALPHAS,
     threshold: int = EXTERNAL_DATA_THRESHOLD,
+    word_table: WordTable = WORD_TABLE,
 ) -> str:
-    """Quantize the plain graph with this module's recipe; return the recipe text for manifest.json."""
+    """Quantize the plain graph with this module's recipe; return the recipe text for manifest.json.
+
+    ``word_table`` is for measuring the other choice (benchmarks/large_model.py): exports take ``WORD_TABLE``.
+    """
     import onnx
 
     model = onnx.load(str(plain))
     fused = fuse_attention(model, num_heads)
-    _Rewriter(model, calibration.absmax, alphas).run()
+    _Rewriter(model, calibration.absmax, alphas, word_table).run()
     save_onnx(model, out_file, threshold)
     check_onnx(out_file)
     return (
@@ -190,7 +206,12 @@ def write_int8(
         + f") calibrated on {calibration.sentences} texts of {calibration.source} ({calibration.tokens} tokens), "
         "GELU outputs shifted and unsigned, "
         f"per-channel symmetric int8 weights with {EXPLICIT_WEIGHT_ZERO_POINTS}, "
-        "int8 word embeddings with per-row scales, MatMulIntegerToFloat, "
+        + (
+            "int8 word embeddings with per-row scales, "
+            if word_table is WordTable.INT8
+            else "float32 word embeddings, "
+        )
+        + "MatMulIntegerToFloat, "
         f"MultiHeadAttention x{fused}"
     )
 
@@ -212,9 +233,16 @@ def _matmul_inputs(model: ModelProto) -> list[str]:
 class _Rewriter:
     """Replaces MatMuls and the word-embedding Gather of an ONNX graph in place."""
 
-    def __init__(self, model: ModelProto, absmax: dict[str, np.ndarray], alphas: Mapping[Site, float]) -> None:
+    def __init__(
+        self,
+        model: ModelProto,
+        absmax: dict[str, np.ndarray],
+        alphas: Mapping[Site, float],
+        word_table: WordTable = WORD_TABLE,
+    ) -> None:
         from onnx import numpy_helper
 
+        self.word_table = word_table
         self.model = model
         self.graph = model.graph
         self.absmax = absmax
@@ -251,7 +279,7 @@ class _Rewriter:
                 group = groups[node.input[0]]
                 if node is group[0]:
                     nodes += self._matmul(group)
-            elif node.op_type == "Gather" and self._is_word_table(node.input[0]):
+            elif node.op_type == "Gather" and self.word_table is WordTable.INT8 and self._is_word_table(node.input[0]):
                 nodes += self._gather(node)
             else:
                 nodes.append(node)

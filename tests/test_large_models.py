@@ -193,3 +193,41 @@ def test_below_the_threshold_nothing_goes_to_data_files(xlmr_source, tmp_path):
     np.testing.assert_allclose(
         Encoder.load(out).encode(["a short text"]), reference_encode(xlmr_source, ["a short text"]), atol=1e-4
     )
+
+
+def _word_table_types(int8_file: Path, vocab: int) -> list[int]:
+    """The element types of the word tables (``vocab`` x hidden) that the graph's Gathers read (the int8 graph's
+    per-row scales, ``vocab`` x 1, are not counted)."""
+    import onnx
+
+    graph = onnx.load(str(int8_file), load_external_data=False).graph
+    tables = {i.name: i for i in graph.initializer if list(i.dims) == [vocab, HIDDEN]}
+    return [tables[n.input[0]].data_type for n in graph.node if n.op_type == "Gather" and n.input[0] in tables]
+
+
+def test_int8_stores_the_word_table_as_the_rule_says(xlmr_source, exported, tmp_path):
+    """WORD_TABLE (int8) is what the export writes; the other choice keeps the float table and still passes."""
+    import onnx
+
+    from embedrt.export.int8 import WORD_TABLE, WordTable, calibrate, calibration_texts, write_int8
+    from embedrt.export.onnx_files import export_plain
+
+    out, _ = exported
+    vocab = json.loads((xlmr_source / "config.json").read_text())["vocab_size"]
+    assert WORD_TABLE is WordTable.INT8
+    assert _word_table_types(out / Variant.INT8.file_name, vocab) == [onnx.TensorProto.INT8]
+    assert _word_table_types(out / Variant.FP32.file_name, vocab) == [onnx.TensorProto.FLOAT]
+    from embedrt.export.embedding import EmbeddingModel
+    from embedrt.export.layout import check_transformer
+
+    model = EmbeddingModel.read(xlmr_source)
+    architecture, sizes = check_transformer(model.transformer_dir, allow_pickle=False)
+    plain = tmp_path / "plain.onnx"
+    export_plain(model.transformer_dir, plain, False, architecture=architecture, threshold=THRESHOLD)
+    texts, origin = calibration_texts(None)
+    ranges = calibrate(plain, model.feeds(out, texts[:256]), 256, origin)
+    float_table = tmp_path / "int8-float-table.onnx"
+    recipe = write_int8(plain, float_table, ranges, sizes["num_heads"], threshold=THRESHOLD, word_table=WordTable.FP32)
+    assert "float32 word embeddings" in recipe
+    assert _word_table_types(float_table, vocab) == [onnx.TensorProto.FLOAT]
+    assert (tmp_path / "int8-float-table.onnx.data").stat().st_size > (out / "model.int8.onnx.data").stat().st_size

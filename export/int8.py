@@ -41,7 +41,6 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from embedrt.config import Choice
 from embedrt.export.fusion import fuse_attention
 from embedrt.export.onnx_files import EXTERNAL_DATA_THRESHOLD, check_onnx, save_onnx
 from embedrt.export.parity import CHECK_SENTENCES, STS_DIR, StsPairs
@@ -72,7 +71,7 @@ CALIBRATION_SIZE = 2048
 _MIN_TABLE_ROWS = 1000
 
 
-class WordTable(Choice):
+class WordTable(str, Enum):
     """How the int8 graph stores the word-embedding table that its first Gather reads."""
 
     INT8 = "int8"  # int8 rows with one fp32 scale per row: Gather both, Cast, Mul (a quarter of the bytes)
@@ -80,7 +79,7 @@ class WordTable(Choice):
 
 
 # The rule (measured in benchmarks/large_model.py; figures below once the run is in).
-WORD_TABLE = WordTable.INT8
+WORD_TABLE: WordTable = WordTable.INT8
 _LAST_AXIS = "int8/last_axis"
 
 

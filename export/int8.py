@@ -69,6 +69,7 @@ DEFAULT_CALIBRATION = STS_DIR / "sts-train.csv"
 CALIBRATION_SIZE = 2048
 # Embedding tables at least this tall are the word embeddings; position and type tables stay fp32.
 _MIN_TABLE_ROWS = 1000
+_TABLE_BLOCK_ROWS = 8192  # rows of the word table quantized at a time (32 MB of XLM-R large's)
 
 
 class WordTable(str, Enum):
@@ -498,9 +499,16 @@ class _Rewriter:
     def _gather(self, n: NodeProto) -> list[NodeProto]:
         from onnx import TensorProto, helper
 
-        table = self.weights[n.input[0]].astype(np.float32)
-        scale = (np.maximum(np.abs(table).max(axis=1, keepdims=True), 1e-12) / 127.0).astype(np.float32)
-        table_q = np.clip(np.rint(table / scale), -127, 127).astype(np.int8)
+        table = self.weights[n.input[0]]
+        scale = np.empty((len(table), 1), np.float32)
+        table_q = np.empty(table.shape, np.int8)
+        # Block by block: on XLM-R's 250,002 x 1024 table (1 GB in fp32), the whole-table temporaries (abs,
+        # divide, round, clip) would hold 4 GB more at once, beside the model that is being rewritten.
+        for start in range(0, len(table), _TABLE_BLOCK_ROWS):
+            block = slice(start, start + _TABLE_BLOCK_ROWS)
+            rows = table[block].astype(np.float32, copy=False)
+            scale[block] = np.maximum(np.abs(rows).max(axis=1, keepdims=True), 1e-12) / 127.0
+            table_q[block] = np.clip(np.rint(rows / scale[block]), -127, 127)
         p, ids = n.name or n.output[0], n.input[1]
         return [
             helper.make_node("Gather", [self._const(p + "/int8", table_q), ids], [p + "/rows"]),

@@ -79,7 +79,11 @@ class WordTable(str, Enum):
     FP32 = "fp32"  # as exported: one float Gather
 
 
-# The rule (measured in benchmarks/large_model.py; figures below once the run is in).
+# The rule, for every model: the word table is stored int8 with one float32 scale per row. Measured on XLM-R
+# large's real 250,002 x 1024 table (benchmarks/large_model.py, benchmarks/results/large-xlmr.md; 2 layers
+# measured, 24 computed): the 24-layer int8 file is 564 MB with it and 1,331 MB without (fp32 2,235 MB); min
+# cosine to fp32 on sts-test 0.999900 against 0.999917 (the int8 gate is 0.98), Spearman of the pair cosines to
+# fp32's 99.999 both ways; 471 against 468 sentences/s, one-sentence p50 1.81 against 1.96 ms (noise).
 WORD_TABLE: WordTable = WordTable.INT8
 _LAST_AXIS = "int8/last_axis"
 

@@ -165,7 +165,7 @@ def _build(
     with tempfile.TemporaryDirectory() as tmp:
         plain, fused = Path(tmp) / "plain.onnx", Path(tmp) / "fused" / Variant.FP32.file_name
         with steps(f"export {model.graph_head} to ONNX and fuse the graph"):
-            export_plain(model.transformer_dir, plain, allow_pickle, model.output_name, architecture)
+            export_plain(model.transformer_dir, plain, allow_pickle, model.output_name, architecture, threshold)
             fused_recipe = write_fp32(plain, fused, **sizes, threshold=threshold, model_type=optimizer,
                                       attention_first=architecture.embedrt_attention)  # fmt: skip
         for variant in chosen:

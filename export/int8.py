@@ -42,7 +42,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from embedrt.export.fusion import fuse_attention
-from embedrt.export.onnx_files import EXTERNAL_DATA_THRESHOLD, save_onnx
+from embedrt.export.onnx_files import EXTERNAL_DATA_THRESHOLD, check_onnx, save_onnx
 from embedrt.export.parity import CHECK_SENTENCES, STS_DIR, StsPairs
 from embedrt.int8_kernel import EXPLICIT_WEIGHT_ZERO_POINTS
 
@@ -67,8 +67,24 @@ class Site(str, Enum):
 ALPHAS = {Site.ATTENTION_INPUT: 0.8, Site.ATTENTION_OUTPUT: 0.3, Site.FFN_INPUT: 0.6, Site.FFN_OUTPUT: 0.5}
 DEFAULT_CALIBRATION = STS_DIR / "sts-train.csv"
 CALIBRATION_SIZE = 2048
-# Embedding tables at least this tall are stored int8 (the word embeddings); position and type tables stay fp32.
+# Embedding tables at least this tall are the word embeddings; position and type tables stay fp32.
 _MIN_TABLE_ROWS = 1000
+_TABLE_BLOCK_ROWS = 8192  # rows of the word table quantized at a time (32 MB of XLM-R large's)
+
+
+class WordTable(str, Enum):
+    """How the int8 graph stores the word-embedding table that its first Gather reads."""
+
+    INT8 = "int8"  # int8 rows with one fp32 scale per row: Gather both, Cast, Mul (a quarter of the bytes)
+    FP32 = "fp32"  # as exported: one float Gather
+
+
+# The rule, for every model: the word table is stored int8 with one float32 scale per row. Measured on XLM-R
+# large's real 250,002 x 1024 table (benchmarks/large_model.py, benchmarks/results/large-xlmr.md; 2 layers
+# measured, 24 computed): the 24-layer int8 file is 564 MB with it and 1,331 MB without (fp32 2,235 MB); min
+# cosine to fp32 on sts-test 0.999900 against 0.999917 (the int8 gate is 0.98), Spearman of the pair cosines to
+# fp32's 99.999 both ways; 471 against 468 sentences/s, one-sentence p50 1.81 against 1.96 ms (noise).
+WORD_TABLE: WordTable = WordTable.INT8
 _LAST_AXIS = "int8/last_axis"
 
 
@@ -110,14 +126,14 @@ def calibrate(plain: Path, feeds: Iterable[Mapping[str, np.ndarray]], sentences:
     ``feeds`` are padded batches (input_ids, attention_mask, token_type_ids) of ``sentences`` calibration texts
     (or text pairs, for a cross-encoder) from ``source``.
     """
-    import onnx
     import onnxruntime as ort
 
-    model = onnx.load(str(plain))
-    inputs = _matmul_inputs(model)
-    for name in inputs:
-        model.graph.output.append(onnx.helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, None))
-    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    probe = _calibration_graph(plain)
+    try:
+        session = ort.InferenceSession(str(probe.path), providers=["CPUExecutionProvider"])
+    finally:
+        probe.path.unlink()
+    inputs = probe.inputs
     wanted = {i.name for i in session.get_inputs()}
     absmax = {name: np.zeros(0, np.float32) for name in inputs}
     tokens = 0
@@ -130,6 +146,29 @@ def calibrate(plain: Path, feeds: Iterable[Mapping[str, np.ndarray]], sentences:
             batch_max = np.abs(value[real] if value.ndim == 3 else value).max(axis=0)
             absmax[name] = batch_max if absmax[name].size == 0 else np.maximum(absmax[name], batch_max)
     return Calibration(absmax, sentences, tokens, source)
+
+
+@dataclass(frozen=True)
+class _Probe:
+    path: Path  # the plain graph with each MatMul input added as an output
+    inputs: list[str]  # those inputs, in graph order
+
+
+def _calibration_graph(plain: Path) -> _Probe:
+    """Write the plain graph, with every weighted MatMul's input as an extra output, beside ``plain``.
+
+    Read without its external data and written beside ``plain``, the copy's tensors still point at plain's data
+    file: a model past 2 GiB is never serialized in memory (protobuf's limit) and its weights are not copied.
+    """
+    import onnx
+
+    model = onnx.load(str(plain), load_external_data=False)
+    inputs = _matmul_inputs(model)
+    for name in inputs:
+        model.graph.output.append(onnx.helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, None))
+    path = plain.with_name(plain.stem + ".calibration.onnx")
+    onnx.save(model, str(path))
+    return _Probe(path, inputs)
 
 
 def text_feeds(
@@ -151,15 +190,19 @@ def write_int8(
     num_heads: int,
     alphas: Mapping[Site, float] = ALPHAS,
     threshold: int = EXTERNAL_DATA_THRESHOLD,
+    word_table: WordTable = WORD_TABLE,
 ) -> str:
-    """Quantize the plain graph with this module's recipe; return the recipe text for manifest.json."""
+    """Quantize the plain graph with this module's recipe; return the recipe text for manifest.json.
+
+    ``word_table`` is for measuring the other choice (benchmarks/large_model.py): exports take ``WORD_TABLE``.
+    """
     import onnx
 
     model = onnx.load(str(plain))
     fused = fuse_attention(model, num_heads)
-    _Rewriter(model, calibration.absmax, alphas).run()
-    onnx.checker.check_model(model)
+    _Rewriter(model, calibration.absmax, alphas, word_table).run()
     save_onnx(model, out_file, threshold)
+    check_onnx(out_file)
     return (
         "embedrt int8: int8 activations with one calibrated step for LayerNorm outputs and one step per token "
         "(computed at run time) for the attention context and the GELU output, SmoothQuant ("
@@ -167,7 +210,12 @@ def write_int8(
         + f") calibrated on {calibration.sentences} texts of {calibration.source} ({calibration.tokens} tokens), "
         "GELU outputs shifted and unsigned, "
         f"per-channel symmetric int8 weights with {EXPLICIT_WEIGHT_ZERO_POINTS}, "
-        "int8 word embeddings with per-row scales, MatMulIntegerToFloat, "
+        + (
+            "int8 word embeddings with per-row scales, "
+            if word_table is WordTable.INT8
+            else "float32 word embeddings, "
+        )
+        + "MatMulIntegerToFloat, "
         f"MultiHeadAttention x{fused}"
     )
 
@@ -189,9 +237,16 @@ def _matmul_inputs(model: ModelProto) -> list[str]:
 class _Rewriter:
     """Replaces MatMuls and the word-embedding Gather of an ONNX graph in place."""
 
-    def __init__(self, model: ModelProto, absmax: dict[str, np.ndarray], alphas: Mapping[Site, float]) -> None:
+    def __init__(
+        self,
+        model: ModelProto,
+        absmax: dict[str, np.ndarray],
+        alphas: Mapping[Site, float],
+        word_table: WordTable = WORD_TABLE,
+    ) -> None:
         from onnx import numpy_helper
 
+        self.word_table = word_table
         self.model = model
         self.graph = model.graph
         self.absmax = absmax
@@ -228,7 +283,7 @@ class _Rewriter:
                 group = groups[node.input[0]]
                 if node is group[0]:
                     nodes += self._matmul(group)
-            elif node.op_type == "Gather" and self._is_word_table(node.input[0]):
+            elif node.op_type == "Gather" and self.word_table is WordTable.INT8 and self._is_word_table(node.input[0]):
                 nodes += self._gather(node)
             else:
                 nodes.append(node)
@@ -448,9 +503,16 @@ class _Rewriter:
     def _gather(self, n: NodeProto) -> list[NodeProto]:
         from onnx import TensorProto, helper
 
-        table = self.weights[n.input[0]].astype(np.float32)
-        scale = (np.maximum(np.abs(table).max(axis=1, keepdims=True), 1e-12) / 127.0).astype(np.float32)
-        table_q = np.clip(np.rint(table / scale), -127, 127).astype(np.int8)
+        table = self.weights[n.input[0]]
+        scale = np.empty((len(table), 1), np.float32)
+        table_q = np.empty(table.shape, np.int8)
+        # Block by block: on XLM-R's 250,002 x 1024 table (1 GB in fp32), the whole-table temporaries (abs,
+        # divide, round, clip) would hold 4 GB more at once, beside the model that is being rewritten.
+        for start in range(0, len(table), _TABLE_BLOCK_ROWS):
+            block = slice(start, start + _TABLE_BLOCK_ROWS)
+            rows = table[block].astype(np.float32, copy=False)
+            scale[block] = np.maximum(np.abs(rows).max(axis=1, keepdims=True), 1e-12) / 127.0
+            table_q[block] = np.clip(np.rint(rows / scale[block]), -127, 127)
         p, ids = n.name or n.output[0], n.input[1]
         return [
             helper.make_node("Gather", [self._const(p + "/int8", table_q), ids], [p + "/rows"]),

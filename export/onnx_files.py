@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tempfile
 import warnings
 from pathlib import Path
 from typing import Any
@@ -29,7 +30,11 @@ def data_file(onnx_file: Path) -> Path:
 
 
 def save_onnx(model: Any, out_file: Path, threshold: int = EXTERNAL_DATA_THRESHOLD) -> None:
-    """Write a ModelProto, with its tensors in ``data_file(out_file)`` when they pass ``threshold`` bytes."""
+    """Write a ModelProto, with its tensors in ``data_file(out_file)`` when they pass ``threshold`` bytes.
+
+    Past the threshold only the graph is serialized in memory: onnx moves each tensor's bytes to the data file
+    first. Written as external data, the tensors of ``model`` then point at that file.
+    """
     import onnx
 
     data_file(out_file).unlink(missing_ok=True)  # onnx appends to an existing data file
@@ -40,18 +45,45 @@ def save_onnx(model: Any, out_file: Path, threshold: int = EXTERNAL_DATA_THRESHO
     onnx.save_model(model, str(out_file), save_as_external_data=True, all_tensors_to_one_file=True, location=location)
 
 
+def check_onnx(path: Path) -> None:
+    """Run onnx's checker on a written file.
+
+    Given a path, the checker reads the external data itself; a ModelProto past 2 GiB could not be handed to it,
+    since it serializes a ModelProto in memory first.
+    """
+    import onnx
+
+    onnx.checker.check_model(str(path))
+
+
 def export_plain(
     model_dir: Path,
     out_file: Path,
     allow_pickle: bool,
     output: str = OUTPUT_NAME,
     architecture: Architecture = BERT,
+    threshold: int = EXTERNAL_DATA_THRESHOLD,
 ) -> None:
     """Trace the transformer (eager attention, which the fusion patterns expect) into ONNX.
 
     ``output`` is ``last_hidden_state`` (the encoder's token embeddings) or ``logits`` (a cross-encoder's scores,
-    pooler and classifier included). The graph's inputs are ``architecture.inputs``.
+    pooler and classifier included). The graph's inputs are ``architecture.inputs``. Past ``threshold`` bytes of
+    weights, the tensors go to ``data_file(out_file)``, as for every variant: the calibration of int8 and
+    onnxruntime's optimizer then read the graph from the file and the weights from beside it, and nothing
+    serializes the whole model in memory (protobuf stops at 2 GiB; XLM-R large is 2.2 GB in fp32).
     """
+    import onnx
+
+    with tempfile.TemporaryDirectory(dir=out_file.parent) as tmp:
+        # torch writes one file per tensor beside its graph past 2 GiB (and none below): saved again here, the
+        # layout follows the threshold and is one data file, as the runtime and the manifest expect.
+        traced = Path(tmp) / out_file.name
+        _trace(model_dir, traced, allow_pickle, output, architecture)
+        save_onnx(onnx.load(str(traced)), out_file, threshold)
+
+
+def _trace(model_dir: Path, out_file: Path, allow_pickle: bool, output: str, architecture: Architecture) -> None:
+    """torch.onnx.export of the transformer; its weights are freed when this returns, before the graph is read."""
     import torch
     from transformers.utils import logging as hf_logging
 

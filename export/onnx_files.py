@@ -97,8 +97,12 @@ def write_fp32(
     hidden_size: int,
     threshold: int = EXTERNAL_DATA_THRESHOLD,
     model_type: str = BERT.optimizer_model_type,
+    relative_bias_attention: bool = False,
 ) -> str:
     """Write the graph for the CPU: Attention and BiasGelu fused by onnxruntime's transformer optimizer.
+
+    ``relative_bias_attention`` also fuses attention with a relative position bias (MPNet), which the optimizer
+    leaves unfused (see embedrt.export.relative_bias_attention); pass False to write the graph without it.
 
     The SkipLayerNormalization and EmbedLayerNormalization fusions are left out: onnxruntime's CPU kernels for
     them were slower than the LayerNormalization and Adds they replace (STS sentences at batch 32, 2 threads:
@@ -107,7 +111,7 @@ def write_fp32(
     options = _fusion_options(model_type)
     options.enable_skip_layer_norm = False
     options.enable_embed_layer_norm = False
-    return _fuse(plain, out_file, num_heads, hidden_size, options, threshold, model_type)
+    return _fuse(plain, out_file, num_heads, hidden_size, options, threshold, model_type, relative_bias_attention)
 
 
 def write_fp16(
@@ -117,13 +121,18 @@ def write_fp16(
     hidden_size: int,
     threshold: int = EXTERNAL_DATA_THRESHOLD,
     model_type: str = BERT.optimizer_model_type,
+    relative_bias_attention: bool = False,
 ) -> str:
-    """Write the graph for CUDA: every BERT fusion, then fp16 weights and activations, float32 inputs and outputs."""
+    """Write the graph for CUDA: every BERT fusion, then fp16 weights and activations, float32 inputs and outputs.
+
+    ``relative_bias_attention``: as in :func:`write_fp32`.
+    """
     import onnx
     from onnxruntime.transformers.onnx_model import OnnxModel
 
     fused = out_file.with_suffix(".fused.onnx")
-    recipe = _fuse(plain, fused, num_heads, hidden_size, _fusion_options(model_type), threshold, model_type)
+    options = _fusion_options(model_type)
+    recipe = _fuse(plain, fused, num_heads, hidden_size, options, threshold, model_type, relative_bias_attention)
     model = OnnxModel(onnx.load(str(fused)))
     fused.unlink()
     data_file(fused).unlink(missing_ok=True)
@@ -141,9 +150,19 @@ def _fusion_options(model_type: str = BERT.optimizer_model_type) -> Any:
 
 
 def _fuse(
-    plain: Path, out_file: Path, num_heads: int, hidden_size: int, options: Any, threshold: int, model_type: str
+    plain: Path,
+    out_file: Path,
+    num_heads: int,
+    hidden_size: int,
+    options: Any,
+    threshold: int,
+    model_type: str,
+    relative_bias_attention: bool = False,
 ) -> str:
-    """Run onnxruntime's transformer optimizer with ``options``; return the recipe (the fusions it made)."""
+    """Run onnxruntime's transformer optimizer with ``options``; return the recipe (the fusions it made).
+
+    With ``relative_bias_attention``, attention with a relative position bias is fused after it (MPNet).
+    """
     from onnxruntime.transformers import optimizer
 
     model = optimizer.optimize_model(
@@ -154,8 +173,14 @@ def _fuse(
         opt_level=1,
         optimization_options=options,
     )
+    stats = model.get_fused_operator_statistics()
+    if relative_bias_attention:
+        from embedrt.export.relative_bias_attention import fuse_relative_bias_attention
+
+        fused = fuse_relative_bias_attention(model, num_heads, hidden_size, options)
+        stats["Attention (relative position bias, embedrt)"] = fused
     model.save_model_to_file(str(out_file), use_external_data_format=weight_bytes(model.model) > threshold)
-    return f"onnxruntime transformers optimizer ({model_type}): " + _fusions(model.get_fused_operator_statistics())
+    return f"onnxruntime transformers optimizer ({model_type}): " + _fusions(stats)
 
 
 def _fusions(stats: dict[str, int]) -> str:

@@ -323,3 +323,55 @@ def test_an_mpnet_cross_encoder_is_refused_clearly(mpnet_source, tmp_path):
         export(hf, tmp_path / "out", variants="fp32", progress=False)
     assert "MPNetForSequenceClassification" in str(refused.value)
     assert not (tmp_path / "out").exists()
+
+
+# ---------------------------------------------------------------- attention with the relative bias, fused
+
+
+def _op_counts(path: Path) -> dict[str, int]:
+    import collections
+
+    import onnx
+
+    return dict(collections.Counter(n.op_type for n in onnx.load(str(path), load_external_data=False).graph.node))
+
+
+def test_fp32_and_fp16_fuse_attention_with_the_relative_bias(mpnet_export):
+    """onnxruntime's optimizer leaves MPNet's attention unfused (the bias Add breaks its pattern); embedrt's pass
+    fuses every layer into a contrib Attention node that takes the bias as its attention_bias input."""
+    import onnx
+
+    manifest = Manifest.from_file(mpnet_export / "manifest.json")
+    for variant in (Variant.FP32, Variant.FP16):
+        path = mpnet_export / manifest.variants[variant].file
+        counts = _op_counts(path)
+        assert counts.get("Attention") == 2 and "Softmax" not in counts, (variant, counts)
+        assert "Attention (relative position bias, embedrt) x2" in manifest.variants[variant].recipe
+        for node in onnx.load(str(path), load_external_data=False).graph.node:
+            if node.op_type == "Attention":
+                assert len(node.input) == 6 and node.input[5], node.input  # attention_bias
+
+
+def test_fused_and_unfused_graphs_agree(mpnet_source, mpnet_export, tmp_path, texts):
+    """Both graphs can be written (the lead times them); their vectors agree with each other and the reference."""
+    import onnxruntime
+
+    from embedrt.export.architectures.mpnet import MPNET
+    from embedrt.export.onnx_files import export_plain, write_fp32
+
+    plain = tmp_path / "plain.onnx"
+    export_plain(mpnet_source, plain, allow_pickle=False, architecture=MPNET)
+    vectors = {}
+    for fused in (False, True):
+        path = tmp_path / f"fused-{fused}.onnx"
+        recipe = write_fp32(plain, path, num_heads=4, hidden_size=HIDDEN, relative_bias_attention=fused)
+        assert ("Attention (relative position bias, embedrt) x2" in recipe) is fused
+        assert ("Attention" in _op_counts(path)) is fused
+        session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        encoder = Encoder.from_session(mpnet_export, session, Variant.FP32)
+        vectors[fused] = encoder.encode(texts)
+    reference = reference_encode(mpnet_source, texts)
+    for fused, got in vectors.items():
+        figures = compare(reference, got)
+        print(f"fp32 {'fused' if fused else 'unfused'} attention vs sentence-transformers: {figures}")
+        assert figures.min_cosine >= 0.99999 and figures.max_abs_diff <= 1e-4, figures

@@ -22,6 +22,9 @@ class Architecture:
     model_class: str  # the transformers class traced for an embedding model (token embeddings out)
     classifier_class: str | None  # the one traced for a cross-encoder (logits out); None: not supported yet
     optimizer_model_type: str = "bert"  # onnxruntime.transformers.optimizer's model_type for its fusions
+    # Attention adds a relative position bias that the optimizer's attention fusion does not match (MPNet): fuse it
+    # with embedrt.export.relative_bias_attention.
+    relative_bias_attention: bool = False
 
     def load(self, model_dir: Path, classifier: bool, **kwargs: Any) -> Any:
         """The transformers model in ``model_dir``, in eval mode (the pooler left out of an embedding model)."""

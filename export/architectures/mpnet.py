@@ -100,4 +100,5 @@ MPNET = MPNetArchitecture(
     # MPNetForSequenceClassification's head (dense -> tanh -> out_proj on <s>) and MPNet's pair template are not
     # exported yet.
     classifier_class=None,
+    relative_bias_attention=True,
 )

@@ -375,3 +375,27 @@ def test_fused_and_unfused_graphs_agree(mpnet_source, mpnet_export, tmp_path, te
         figures = compare(reference, got)
         print(f"fp32 {'fused' if fused else 'unfused'} attention vs sentence-transformers: {figures}")
         assert figures.min_cosine >= 0.99999 and figures.max_abs_diff <= 1e-4, figures
+
+
+def test_a_vocab_txt_only_source_gets_the_converted_tokenizer_json(mpnet_source, tmp_path, minilm_dir):
+    """Without tokenizer.json, transformers converts MPNet's vocab.txt its own way (<s> A </s>, added tokens matched
+    after normalization): the export writes that conversion, and the runtime refuses to guess from vocab.txt."""
+    from transformers import AutoTokenizer
+    from unigram_helpers import hostile_texts
+
+    from embedrt.tokenizers import TokenizerError, load_tokenizer
+
+    source = clone_dir(mpnet_source, tmp_path / "src")
+    (source / "tokenizer.json").unlink()
+    with pytest.raises(TokenizerError, match=r"MPNet vocab\.txt without tokenizer\.json"):
+        load_tokenizer(source)
+    out = export(source, tmp_path / "out", variants="fp32", progress=False)
+    assert (out / "tokenizer.json").is_file()
+    words = [w for w in (minilm_dir / "vocab.txt").read_text(encoding="utf-8").splitlines() if w[:1] != "["]
+    texts = [*SPECIAL_TEXTS, "<S> <MASK> <Pad>", *hostile_texts(500, seed=3, words=words)]
+    reference = AutoTokenizer.from_pretrained(str(source))
+    assert type(reference).__name__ == "MPNetTokenizerFast"
+    ours = Encoder.load(out).tokenizer
+    for text in texts:
+        want = reference(text, truncation=True, max_length=MAX_SEQ_LENGTH)["input_ids"]
+        assert ours([text], MAX_SEQ_LENGTH)[0][0].tolist() == want, ascii(text)

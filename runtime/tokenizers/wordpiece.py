@@ -310,6 +310,15 @@ class Tokenizer(BatchEncoder):
             return cls._from_tokenizer_json(root, read_json(path), do_lower_case=do_lower_case)
         tok_config = read_json_or_empty(root / "tokenizer_config.json")
         if (root / "vocab.txt").is_file():
+            name = str(tok_config.get("tokenizer_class") or "").removesuffix("Fast")
+            model_type = read_json_or_empty(root / "config.json").get("model_type")
+            if name in _CLASS_PAD or _MODEL_TYPE_CLASSES.get(str(model_type)) in _CLASS_PAD:
+                # transformers converts MPNet's vocab.txt differently from BERT's (<s> A </s>, added tokens matched
+                # after normalization); the export writes that conversion as tokenizer.json.
+                raise TokenizerError(
+                    f"{root}: an MPNet vocab.txt without tokenizer.json; embedrt reads MPNet tokenizers from "
+                    "tokenizer.json only (embedrt export writes it)"
+                )
             vocab = read_vocab_txt(root / "vocab.txt")
             config = TokenizerConfig.from_tokenizer_config(tok_config, vocab)
             return cls(config, vocab, do_lower_case=do_lower_case)

@@ -336,9 +336,10 @@ def _op_counts(path: Path) -> dict[str, int]:
     return dict(collections.Counter(n.op_type for n in onnx.load(str(path), load_external_data=False).graph.node))
 
 
-def test_fp32_and_fp16_fuse_attention_with_the_relative_bias(mpnet_export):
+def test_every_variant_fuses_attention_with_the_relative_bias(mpnet_export):
     """onnxruntime's optimizer leaves MPNet's attention unfused (the bias Add breaks its pattern); embedrt's pass
-    fuses every layer into a contrib Attention node that takes the bias as its attention_bias input."""
+    fuses every layer into a contrib Attention node that takes the bias as its attention_bias input, and int8's
+    MultiHeadAttention takes it the same way."""
     import onnx
 
     manifest = Manifest.from_file(mpnet_export / "manifest.json")
@@ -350,6 +351,12 @@ def test_fp32_and_fp16_fuse_attention_with_the_relative_bias(mpnet_export):
         for node in onnx.load(str(path), load_external_data=False).graph.node:
             if node.op_type == "Attention":
                 assert len(node.input) == 6 and node.input[5], node.input  # attention_bias
+    # int8: embedrt's own fusion (export/fusion.py) into MultiHeadAttention, the bias as its attention_bias.
+    info = manifest.variants[Variant.INT8]
+    assert "MultiHeadAttention x2" in info.recipe
+    mha = [n for n in onnx.load(str(mpnet_export / info.file)).graph.node if n.op_type == "MultiHeadAttention"]
+    assert len(mha) == 2 and all(len(n.input) == 6 and n.input[5] for n in mha)
+    assert "Softmax" not in _op_counts(mpnet_export / info.file)
 
 
 def test_fused_and_unfused_graphs_agree(mpnet_source, mpnet_export, tmp_path, texts):

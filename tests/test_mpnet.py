@@ -406,3 +406,25 @@ def test_a_vocab_txt_only_source_gets_the_converted_tokenizer_json(mpnet_source,
     for text in texts:
         want = reference(text, truncation=True, max_length=MAX_SEQ_LENGTH)["input_ids"]
         assert ours([text], MAX_SEQ_LENGTH)[0][0].tolist() == want, ascii(text)
+
+
+def test_do_lower_case_matches_sentence_transformers(mpnet_source, tmp_path, minilm_dir):
+    """sentence_bert_config.json's do_lower_case: sentence-transformers prepends a Lowercase normalizer after the
+    raw added tokens are split out (hub layout: a literal <S> is lowercased, not matched as <s>)."""
+    from sentence_transformers import SentenceTransformer
+    from unigram_helpers import hostile_texts
+
+    source = clone_dir(mpnet_source, tmp_path / "src")
+    edit_json(source / "sentence_bert_config.json", do_lower_case=True)
+    out = export(source, tmp_path / "out", variants="fp32", progress=False)
+    words = [w for w in (minilm_dir / "vocab.txt").read_text(encoding="utf-8").splitlines() if w[:1] != "["]
+    texts = [*SPECIAL_TEXTS, "<S> <MASK> <PAD> İSTANBUL ΟΔΟΣ", *hostile_texts(1000, seed=9, words=words)]
+    model = SentenceTransformer(str(source), device="cpu")
+    encoder = Encoder.load(out)
+    assert encoder.tokenizer.do_lower_case
+    for start in range(0, len(texts), 250):
+        part = texts[start : start + 250]
+        features = model.tokenize(part)
+        batch = encoder.tokenize(part)
+        np.testing.assert_array_equal(batch["input_ids"], features["input_ids"].numpy())
+        np.testing.assert_array_equal(batch["attention_mask"], features["attention_mask"].numpy())

@@ -31,7 +31,7 @@ import functools
 import re
 import unicodedata
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from itertools import chain
 from pathlib import Path
 from typing import Any
@@ -116,7 +116,7 @@ class TokenizerConfig:
     max_input_chars_per_word: int = 100
     continuing_subword_prefix: str = "##"
     added_tokens: tuple[AddedToken, ...] = ()
-    template: Template | None = field(default=None, compare=False)
+    template: Template | None = None
 
     @property
     def strips_accents(self) -> bool:
@@ -213,6 +213,9 @@ _MODEL_TYPE_CLASSES = {
 # Pad tokens of those classes' __init__ that differ from tokenizer.json's default, used when tokenizer_config.json
 # names none: MPNet pads with <pad> (id 1), which its position ids count on.
 _CLASS_PAD = {"MPNetTokenizer": "<pad>"}
+# Classes whose vocab.txt transformers converts unlike BERT's (MPNet: <s> A </s>, added tokens matched after
+# normalization, <mask> with lstrip): read from tokenizer.json only, which the export writes from that conversion.
+_TOKENIZER_JSON_ONLY = frozenset({"MPNetTokenizer"})
 
 
 def _apply_tokenizer_config(
@@ -312,9 +315,7 @@ class Tokenizer(BatchEncoder):
         if (root / "vocab.txt").is_file():
             name = str(tok_config.get("tokenizer_class") or "").removesuffix("Fast")
             model_type = read_json_or_empty(root / "config.json").get("model_type")
-            if name in _CLASS_PAD or _MODEL_TYPE_CLASSES.get(str(model_type)) in _CLASS_PAD:
-                # transformers converts MPNet's vocab.txt differently from BERT's (<s> A </s>, added tokens matched
-                # after normalization); the export writes that conversion as tokenizer.json.
+            if name in _TOKENIZER_JSON_ONLY or _MODEL_TYPE_CLASSES.get(str(model_type)) in _TOKENIZER_JSON_ONLY:
                 raise TokenizerError(
                     f"{root}: an MPNet vocab.txt without tokenizer.json; embedrt reads MPNet tokenizers from "
                     "tokenizer.json only (embedrt export writes it)"

@@ -3,6 +3,9 @@
 The traced attention is ~30 nodes per layer (reshapes, transposes, scaling, mask, softmax, two products). One
 ``MultiHeadAttention`` node with the Q/K/V biases and a key padding mask computes the same thing; onnxruntime's
 transformer optimizer cannot do this for the int8 graph because its patterns expect float MatMuls.
+
+MPNet adds a relative position bias to the scaled scores before the mask (``Add(Add(Div(QK'), bias), mask)``); it
+goes to the node's ``attention_bias`` input ([1, heads, length, length], broadcast over the batch).
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ class _Match:
     v: str
     bias: np.ndarray  # [3 * hidden]: the Q, K and V biases
     context: str  # the (batch, sequence, hidden) context the output projection reads
+    position_bias: str | None = None  # MPNet's relative position bias, added to the scaled scores
 
 
 def fuse_attention(model: ModelProto, num_heads: int) -> int:
@@ -50,10 +54,11 @@ def fuse_attention(model: ModelProto, num_heads: int) -> int:
     for i, m in enumerate(matches):
         bias = f"mha/{i}/qkv_bias"
         graph.initializer.append(numpy_helper.from_array(m.bias.astype(np.float32), bias))
+        position_bias = [] if m.position_bias is None else [m.position_bias]  # input 5: attention_bias
         nodes.append(
             helper.make_node(
                 "MultiHeadAttention",
-                [m.q, m.k, m.v, bias, _MASK_INT32],
+                [m.q, m.k, m.v, bias, _MASK_INT32, *position_bias],
                 [m.context],
                 name=f"mha/{i}",
                 domain="com.microsoft",
@@ -131,12 +136,18 @@ def _match(index: _Index, softmax: NodeProto, num_heads: int) -> _Match | None:
         rest = [i for i in add.input if i not in weights]
         return (rest[0], weights[bias[0]]) if len(bias) == 1 and len(rest) == 1 else None
 
-    # BERT scales the product and adds the extended mask: softmax(Q K^T / sqrt(d) + mask). DistilBERT scales Q
-    # first and fills the padding keys: softmax(where(mask == 0, min, (Q / sqrt(d)) K^T)). Same values either way.
+    # BERT scales the product and adds the extended mask: softmax(Q K^T / sqrt(d) + mask); MPNet adds its relative
+    # position bias before the mask: Add(Add(Div(scores), position bias), mask). DistilBERT scales Q first and fills
+    # the padding keys: softmax(where(mask == 0, min, (Q / sqrt(d)) K^T)). Same values either way.
     scores = div = None
+    position_bias: str | None = None
     q_scaled = ""
     if mask_add := op(softmax.input[0], "Add"):
         div = next((d for i in mask_add.input if (d := op(i, "Div"))), None)
+        if div is None:  # MPNet
+            bias_add = next((a for i in mask_add.input if (a := op(i, "Add")) and op(a.input[0], "Div")), None)
+            div = op(bias_add.input[0], "Div") if bias_add else None
+            position_bias = bias_add.input[1] if bias_add else None
         scores = op(div.input[0], "MatMul") if div else None
         q_scaled = scores.input[0] if scores else ""
     elif (fill := op(softmax.input[0], "Where")) and _fills_padding_keys(index, fill):
@@ -156,7 +167,7 @@ def _match(index: _Index, softmax: NodeProto, num_heads: int) -> _Match | None:
     divisor = weights.get(div.input[1])
     if divisor is None or divisor.size != 1 or not math.isclose(float(divisor), math.sqrt(head_size), rel_tol=1e-5):
         return None
-    return _Match(q[0], k[0], v[0], np.concatenate([q[1], k[1], v[1]]), merged.output[0])
+    return _Match(q[0], k[0], v[0], np.concatenate([q[1], k[1], v[1]]), merged.output[0], position_bias)
 
 
 def _fills_padding_keys(index: _Index, where: NodeProto) -> bool:

@@ -124,13 +124,22 @@ def write_dense_weights(module_dir: Path, out_file: Path, allow_pickle: bool) ->
     save_file({k: v.detach().to(torch.float32).contiguous() for k, v in wanted.items()}, str(out_file))
 
 
+# Families whose vocab.txt the export converts to tokenizer.json rather than letting the runtime read it.
+_CONVERTED_VOCAB_TXT = frozenset({"mpnet"})
+
+
 def ensure_tokenizer_json(transformer_dir: Path, target: Path) -> None:
     """Write tokenizer.json into ``target`` when the source has only a slow tokenizer (sentencepiece.bpe.model ...).
 
     sentence-transformers runs the fast tokenizer that transformers converts from those files; saving that
-    conversion gives the runtime the very tokenizer the reference uses. A WordPiece vocab.txt is read as it is.
+    conversion gives the runtime the very tokenizer the reference uses. A BERT WordPiece vocab.txt is read as it
+    is; MPNet's is converted too, as its conversion differs from BERT's (``<s> A </s>``, added tokens matched after
+    normalization, ``<mask>`` with lstrip).
     """
-    if (target / "tokenizer.json").is_file() or (target / "vocab.txt").is_file():
+    if (target / "tokenizer.json").is_file():
+        return
+    model_type = read_json(transformer_dir / "config.json").get("model_type")
+    if (target / "vocab.txt").is_file() and model_type not in _CONVERTED_VOCAB_TXT:
         return
     import tempfile
 

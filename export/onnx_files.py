@@ -130,11 +130,14 @@ def write_fp32(
     threshold: int = EXTERNAL_DATA_THRESHOLD,
     model_type: str = BERT.optimizer_model_type,
     attention_first: bool = False,
+    relative_bias_attention: bool = False,
 ) -> str:
     """Write the graph for the CPU: Attention and BiasGelu fused by onnxruntime's transformer optimizer.
 
     ``attention_first``: fuse the attention with embedrt's MultiHeadAttention pass first (``Architecture``'s
     ``embedrt_attention``), for a family whose attention pattern the optimizer does not fuse.
+    ``relative_bias_attention`` also fuses attention with a relative position bias (MPNet), which the optimizer
+    leaves unfused (see embedrt.export.relative_bias_attention); pass False to write the graph without it.
 
     The SkipLayerNormalization and EmbedLayerNormalization fusions are left out: onnxruntime's CPU kernels for
     them were slower than the LayerNormalization and Adds they replace (STS sentences at batch 32, 2 threads:
@@ -143,7 +146,8 @@ def write_fp32(
     options = _fusion_options(model_type)
     options.enable_skip_layer_norm = False
     options.enable_embed_layer_norm = False
-    return _fuse(plain, out_file, num_heads, hidden_size, options, threshold, model_type, attention_first)
+    return _fuse(plain, out_file, num_heads, hidden_size, options, threshold, model_type, attention_first,
+                 relative_bias_attention)  # fmt: skip
 
 
 def write_fp16(
@@ -154,17 +158,19 @@ def write_fp16(
     threshold: int = EXTERNAL_DATA_THRESHOLD,
     model_type: str = BERT.optimizer_model_type,
     attention_first: bool = False,
+    relative_bias_attention: bool = False,
 ) -> str:
     """Write the graph for CUDA: every BERT fusion, then fp16 weights and activations, float32 inputs and outputs.
 
-    ``attention_first`` as in ``write_fp32``.
+    ``attention_first`` and ``relative_bias_attention`` as in :func:`write_fp32`.
     """
     import onnx
     from onnxruntime.transformers.onnx_model import OnnxModel
 
     fused = out_file.with_suffix(".fused.onnx")
     options = _fusion_options(model_type)
-    recipe = _fuse(plain, fused, num_heads, hidden_size, options, threshold, model_type, attention_first)
+    recipe = _fuse(plain, fused, num_heads, hidden_size, options, threshold, model_type, attention_first,
+                   relative_bias_attention)  # fmt: skip
     model = OnnxModel(onnx.load(str(fused)))
     fused.unlink()
     data_file(fused).unlink(missing_ok=True)
@@ -190,10 +196,12 @@ def _fuse(
     threshold: int,
     model_type: str,
     attention_first: bool = False,
+    relative_bias_attention: bool = False,
 ) -> str:
     """Run onnxruntime's transformer optimizer with ``options``; return the recipe (the fusions made).
 
-    With ``attention_first``, embedrt's MultiHeadAttention fusion runs on the plain graph before it.
+    With ``attention_first``, embedrt's MultiHeadAttention fusion runs on the plain graph before it; with
+    ``relative_bias_attention``, attention with a relative position bias is fused after it (MPNet).
     """
     from onnxruntime.transformers import optimizer
 
@@ -221,9 +229,14 @@ def _fuse(
         if source != plain:
             source.unlink()
             data_file(source).unlink(missing_ok=True)
+    stats = model.get_fused_operator_statistics()
+    if relative_bias_attention:
+        from embedrt.export.relative_bias_attention import fuse_relative_bias_attention
+
+        fused = fuse_relative_bias_attention(model, num_heads, hidden_size, options)
+        stats["Attention (relative position bias, embedrt)"] = fused
     model.save_model_to_file(str(out_file), use_external_data_format=weight_bytes(model.model) > threshold)
-    fusions = _fusions(model.get_fused_operator_statistics())
-    return f"{first}onnxruntime transformers optimizer ({model_type}): {fusions}"
+    return f"{first}onnxruntime transformers optimizer ({model_type}): " + _fusions(stats)
 
 
 def _fusions(stats: dict[str, int]) -> str:

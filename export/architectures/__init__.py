@@ -32,6 +32,9 @@ class Architecture:
     # Fuse the attention into MultiHeadAttention with embedrt's pass (fusion.py) before onnxruntime's optimizer
     # runs, for a family whose traced attention that optimizer leaves unfused.
     embedrt_attention: bool = False
+    # Attention adds a relative position bias that the optimizer's attention fusion does not match (MPNet): fuse it
+    # with embedrt.export.relative_bias_attention.
+    relative_bias_attention: bool = False
 
     def load(self, model_dir: Path, classifier: bool, **kwargs: Any) -> Any:
         """The transformers model in ``model_dir``, in eval mode (the pooler left out of an embedding model)."""
@@ -57,6 +60,7 @@ def families() -> dict[str, Architecture]:
     """Every supported family, by config.json ``model_type``."""
     from embedrt.export.architectures.bert import BERT
     from embedrt.export.architectures.distilbert import DISTILBERT
+    from embedrt.export.architectures.mpnet import MPNET
     from embedrt.export.architectures.xlm_roberta import XLM_ROBERTA
 
-    return {a.model_type: a for a in (BERT, XLM_ROBERTA, DISTILBERT)}
+    return {a.model_type: a for a in (BERT, XLM_ROBERTA, DISTILBERT, MPNET)}

@@ -13,7 +13,7 @@ from typing import Any
 from embedrt.config import require
 from embedrt.tokenizers.base import TokenizerError
 
-__all__ = ["Template", "cls_sep_tokens"]
+__all__ = ["Template"]
 
 
 @dataclass(frozen=True)
@@ -63,26 +63,3 @@ class Template:
         before = tuple(chain.from_iterable(i for i in self.single[:at] if isinstance(i, tuple)))
         after = tuple(chain.from_iterable(i for i in self.single[at + 1 :] if isinstance(i, tuple)))
         return before, after
-
-
-def cls_sep_tokens(post: Any, source: str) -> tuple[str, str]:
-    """The token texts a ``[CLS] A [SEP]`` post-processor puts around a single sequence (WordPiece's reading).
-
-    The WordPiece tokenizer resolves these texts against its own vocabulary, where :class:`Template` takes the ids
-    the file gives; both read the same post_processor section.
-    """
-    if isinstance(post, Mapping) and post.get("type") == "BertProcessing":
-        where = f"{source}: post_processor"
-        return str(require(require(post, "cls", where, list), 0, where)), str(
-            require(require(post, "sep", where, list), 0, where)
-        )
-    if isinstance(post, Mapping) and post.get("type") == "TemplateProcessing":
-        single = post.get("single") or []
-        shape = [next(iter(item)) for item in single]
-        if shape == ["SpecialToken", "Sequence", "SpecialToken"]:
-            where = f"{source}: post_processor.single"
-            first, last = (require(require(single[i], "SpecialToken", where, Mapping), "id", where) for i in (0, 2))
-            return str(first), str(last)
-        raise TokenizerError(f"{source}: post_processor template {shape} is not [CLS] A [SEP]")
-    found = post.get("type") if isinstance(post, Mapping) else post
-    raise TokenizerError(f"{source}: post_processor is {found!r}; expected BertProcessing or TemplateProcessing")

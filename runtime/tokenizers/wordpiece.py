@@ -8,13 +8,18 @@ into ``embedrt.tokenizers.tables.unicode`` by ``scripts/gen_tokenizer_tables.py`
 Pipeline for one text (the reference's order):
 
 1. Added tokens with ``normalized: false`` (``[CLS]``, ``[SEP]``, ``[MASK]`` ...) are split out of the raw
-   text, leftmost-longest; each remaining segment is normalized on its own.
+   text, leftmost-longest, honouring ``lstrip`` / ``rstrip`` (MPNet's ``<mask>``); each remaining segment is
+   normalized on its own.
 2. ``do_lower_case`` (sentence_bert_config.json) prepends a per-character lowercase, as sentence-transformers
    >= 5 does by adding a ``Lowercase`` normalizer (older versions called ``str.lower()`` on the whole text).
 3. BertNormalizer: clean_text + handle_chinese_chars (one ``str.translate``), strip_accents (NFD, drop
    marks), lowercase (one ``str.translate``, merged with the mark dropping).
-4. BertPreTokenizer: one compiled regex (punctuation alone, runs of anything but whitespace/punctuation).
-5. WordPiece, cached per piece.
+4. Added tokens with ``normalized: true`` (as transformers converts a vocab.txt: MPNet's ``<s>``, ``<mask>``
+   ...) are split out of each normalized segment, matched in their normalized form.
+5. BertPreTokenizer: one compiled regex (punctuation alone, runs of anything but whitespace/punctuation).
+6. WordPiece, cached per piece.
+7. The post-processor's template puts its special tokens around the ids after truncation: ``[CLS] A [SEP]`` for
+   BERT, ``<s> A </s>`` for MPNet (``RobertaProcessing`` or ``TemplateProcessing``), read from tokenizer.json.
 
 Texts are not ``str.strip()``-ed: sentence-transformers >= 5 passes them unchanged, and with clean_text on
 stripping could not change the result anyway.
@@ -32,12 +37,13 @@ from pathlib import Path
 from typing import Any
 
 from embedrt.config import read_json, require
+from embedrt.tokenizers.added_vocabulary import AddedToken, AddedVocabulary
 from embedrt.tokenizers.base import BatchEncoder, TokenizerError, cache_add
 from embedrt.tokenizers.charsets import RangeSet, char_class, ranges
 from embedrt.tokenizers.files import read_json_or_empty, read_vocab_txt
 from embedrt.tokenizers.normalizers.bert import BertNormalizer
 from embedrt.tokenizers.pre_tokenizers.bert import PIECES
-from embedrt.tokenizers.processors import cls_sep_tokens
+from embedrt.tokenizers.processors import Template
 from embedrt.tokenizers.tables import unicode as _tables
 
 __all__ = ["Tokenizer", "TokenizerConfig"]
@@ -93,8 +99,10 @@ class _WordPiece(dict[str, "tuple[int, ...]"]):
 class TokenizerConfig:
     """The settings of a BERT WordPiece tokenizer, as read from tokenizer.json or tokenizer_config.json.
 
-    ``strip_accents=None`` follows ``lowercase`` (the reference's rule). ``added_tokens`` are the
-    ``normalized: false`` tokens split out of the raw text before normalization, with their ids.
+    ``strip_accents=None`` follows ``lowercase`` (the reference's rule). ``added_tokens`` are the added tokens in
+    the order the reference adds them (their ids come from the vocabulary, else the next free ids, as tokenizers
+    assigns them). ``template`` is tokenizer.json's post-processor; without it (a vocab.txt directory) the
+    template is ``cls_token A sep_token``.
     """
 
     lowercase: bool = True
@@ -107,7 +115,8 @@ class TokenizerConfig:
     pad_token: str = "[PAD]"
     max_input_chars_per_word: int = 100
     continuing_subword_prefix: str = "##"
-    added_tokens: tuple[tuple[str, int], ...] = ()
+    added_tokens: tuple[AddedToken, ...] = ()
+    template: Template | None = None
 
     @property
     def strips_accents(self) -> bool:
@@ -120,7 +129,6 @@ class TokenizerConfig:
         model = _require_type(data, "model", "WordPiece", source)
         norm = _require_type(data, "normalizer", "BertNormalizer", source)
         _require_type(data, "pre_tokenizer", "BertPreTokenizer", source)
-        cls_token, sep_token = cls_sep_tokens(data.get("post_processor"), source)
         padding = data.get("padding") or {}
         return cls(
             lowercase=bool(norm.get("lowercase", True)),
@@ -128,12 +136,11 @@ class TokenizerConfig:
             handle_chinese_chars=bool(norm.get("handle_chinese_chars", True)),
             clean_text=bool(norm.get("clean_text", True)),
             unk_token=str(model.get("unk_token", "[UNK]")),
-            cls_token=cls_token,
-            sep_token=sep_token,
             pad_token=str(padding.get("pad_token", "[PAD]")),
             max_input_chars_per_word=int(model.get("max_input_chars_per_word", 100)),
             continuing_subword_prefix=str(model.get("continuing_subword_prefix", "##")),
             added_tokens=_added_tokens(data.get("added_tokens") or [], source),
+            template=Template.from_spec(data.get("post_processor"), source),
         )
 
     @classmethod
@@ -148,9 +155,6 @@ class TokenizerConfig:
         names = {k: _token_text(data.get(k), d) for k, d in _SPECIAL_DEFAULTS.items()}
         extra = [_token_text(t, "") for t in data.get("additional_special_tokens") or []]
         specials = [*names.values(), *extra]
-        ids = dict(vocab)
-        for token in specials:
-            ids.setdefault(token, len(ids))
         return cls(
             lowercase=bool(data.get("do_lower_case", True)),
             strip_accents=data.get("strip_accents"),
@@ -160,7 +164,7 @@ class TokenizerConfig:
             cls_token=names["cls_token"],
             sep_token=names["sep_token"],
             pad_token=names["pad_token"],
-            added_tokens=tuple((t, ids[t]) for t in dict.fromkeys(specials) if t),
+            added_tokens=tuple(AddedToken(t, normalized=False, special=True) for t in dict.fromkeys(specials) if t),
         )
 
 
@@ -188,13 +192,13 @@ def _require_type(data: Mapping[str, Any], key: str, expected: str, source: str)
     return section  # type: ignore[return-value]
 
 
-def _added_tokens(entries: Iterable[Mapping[str, Any]], source: str) -> tuple[tuple[str, int], ...]:
+def _added_tokens(entries: Iterable[Mapping[str, Any]], source: str) -> tuple[AddedToken, ...]:
     tokens = []
-    for entry in entries:
-        flags = [k for k in ("normalized", "lstrip", "rstrip", "single_word") if entry.get(k)]
-        if flags:
-            raise TokenizerError(f"{source}: added token {entry.get('content')!r} sets {flags}; not supported")
-        tokens.append((str(require(entry, "content", source)), require(entry, "id", f"{source}: added token", int)))
+    for i, entry in enumerate(entries):
+        token = AddedToken.from_spec(entry, f"{source}: added_tokens[{i}]")
+        if token.single_word:
+            raise TokenizerError(f"{source}: added token {token.content!r} sets single_word; not supported")
+        tokens.append(token)
     return tuple(tokens)
 
 
@@ -204,7 +208,14 @@ _MODEL_TYPE_CLASSES = {
     "bert": "BertTokenizer",
     "distilbert": "DistilBertTokenizer",
     "electra": "ElectraTokenizer",
+    "mpnet": "MPNetTokenizer",
 }
+# Pad tokens of those classes' __init__ that differ from tokenizer.json's default, used when tokenizer_config.json
+# names none: MPNet pads with <pad> (id 1), which its position ids count on.
+_CLASS_PAD = {"MPNetTokenizer": "<pad>"}
+# Classes whose vocab.txt transformers converts unlike BERT's (MPNet: <s> A </s>, added tokens matched after
+# normalization, <mask> with lstrip): read from tokenizer.json only, which the export writes from that conversion.
+_TOKENIZER_JSON_ONLY = frozenset({"MPNetTokenizer"})
 
 
 def _apply_tokenizer_config(
@@ -213,12 +224,23 @@ def _apply_tokenizer_config(
     """Apply what AutoTokenizer's class does to tokenizer.json's settings.
 
     The pad token always; for BERT-family classes also the lowercase / strip_accents / handle_chinese_chars
-    flags (the class defaults when tokenizer_config.json omits them).
+    flags (the class defaults when tokenizer_config.json omits them). The added tokens of tokenizer_config.json's
+    ``added_tokens_decoder`` are added again after tokenizer.json's, as ``PreTrainedTokenizerFast.__init__`` does,
+    so their flags win (MPNet's ``<mask>`` with ``lstrip``).
     """
-    if "pad_token" in tok_config:
-        config = replace(config, pad_token=_token_text(tok_config["pad_token"], config.pad_token))
-    name = tok_config.get("tokenizer_class") or _MODEL_TYPE_CLASSES.get(str(model_config.get("model_type")), "")
-    if str(name).removesuffix("Fast") not in _OVERRIDING_CLASSES:
+    name = str(tok_config.get("tokenizer_class") or _MODEL_TYPE_CLASSES.get(str(model_config.get("model_type")), ""))
+    name = name.removesuffix("Fast")
+    pad = tok_config.get("pad_token", _CLASS_PAD.get(name))
+    if pad is not None:
+        config = replace(config, pad_token=_token_text(pad, config.pad_token))
+    decoder = tok_config.get("added_tokens_decoder")
+    if isinstance(decoder, Mapping) and decoder:
+        where = "tokenizer_config.json: added_tokens_decoder"
+        ordered = sorted(decoder.items(), key=lambda item: int(item[0]))
+        extra = _added_tokens([entry for _, entry in ordered], where)
+        readded = tuple(t for t in extra if t not in config.added_tokens)
+        config = replace(config, added_tokens=(*config.added_tokens, *readded))
+    if name not in _OVERRIDING_CLASSES:
         return config
     return replace(
         config,
@@ -226,6 +248,14 @@ def _apply_tokenizer_config(
         strip_accents=tok_config.get("strip_accents"),
         handle_chinese_chars=bool(tok_config.get("tokenize_chinese_chars", True)),
     )
+
+
+@dataclass(frozen=True)
+class _VocabModel:
+    """What :class:`AddedVocabulary` asks of the model: its size (``pieces``) and its ids."""
+
+    pieces: list[str]
+    ids: dict[str, int]
 
 
 class Tokenizer(BatchEncoder):
@@ -238,20 +268,30 @@ class Tokenizer(BatchEncoder):
         self.config = config
         self.do_lower_case = do_lower_case
         self._vocab = dict(vocab)
-        self._added = dict(config.added_tokens)
-        self._ids = {**self._vocab, **self._added}
-        for name in ("unk_token", "cls_token", "sep_token", "pad_token"):
+        flags = {
+            "clean_text": config.clean_text,
+            "handle_chinese_chars": config.handle_chinese_chars,
+            "strip_accents": config.strips_accents,
+            "lowercase": config.lowercase,
+        }
+        self._normalize = BertNormalizer(**flags, pre_lowercase=do_lower_case)
+        self._added = AddedVocabulary()
+        # Normalized added tokens are matched in the form the file's own normalizer gives them: the Lowercase that
+        # sentence-transformers prepends for do_lower_case does not re-normalize them.
+        self._added.add(config.added_tokens, _VocabModel(list(self._vocab), self._vocab), BertNormalizer(**flags))
+        self._ids = {**self._vocab, **self._added.ids}
+        names = ("unk_token", "pad_token") if config.template else ("unk_token", "cls_token", "sep_token", "pad_token")
+        for name in names:
             if getattr(config, name) not in self._ids:
                 raise TokenizerError(f"{name} {getattr(config, name)!r} is not in the vocabulary")
-        self._prefix_ids, self._suffix_ids = (self.cls_id,), (self.sep_id,)
-        self._special_re = self._special_pattern(self._added)
-        self._normalize = BertNormalizer(
-            clean_text=config.clean_text,
-            handle_chinese_chars=config.handle_chinese_chars,
-            strip_accents=config.strips_accents,
-            lowercase=config.lowercase,
-            pre_lowercase=do_lower_case,
-        )
+        if config.template is None:
+            cls_ids, sep_ids = (self._ids[config.cls_token],), (self._ids[config.sep_token],)
+            self._template = Template((cls_ids, "A", sep_ids), (cls_ids, "A", sep_ids, "B", sep_ids))
+        else:
+            self._template = config.template
+        self._prefix_ids, self._suffix_ids = self._template.around_single()
+        if not self._prefix_ids or not self._suffix_ids:
+            raise TokenizerError("the post_processor puts no special token before and after a text")
         self._wordpiece = _WordPiece(
             self._vocab,
             self.unk_id,
@@ -273,6 +313,13 @@ class Tokenizer(BatchEncoder):
             return cls._from_tokenizer_json(root, read_json(path), do_lower_case=do_lower_case)
         tok_config = read_json_or_empty(root / "tokenizer_config.json")
         if (root / "vocab.txt").is_file():
+            name = str(tok_config.get("tokenizer_class") or "").removesuffix("Fast")
+            model_type = read_json_or_empty(root / "config.json").get("model_type")
+            if name in _TOKENIZER_JSON_ONLY or _MODEL_TYPE_CLASSES.get(str(model_type)) in _TOKENIZER_JSON_ONLY:
+                raise TokenizerError(
+                    f"{root}: an MPNet vocab.txt without tokenizer.json; embedrt reads MPNet tokenizers from "
+                    "tokenizer.json only (embedrt export writes it)"
+                )
             vocab = read_vocab_txt(root / "vocab.txt")
             config = TokenizerConfig.from_tokenizer_config(tok_config, vocab)
             return cls(config, vocab, do_lower_case=do_lower_case)
@@ -292,13 +339,18 @@ class Tokenizer(BatchEncoder):
 
     @property
     def cls_id(self) -> int:
-        """Id of the token put before every text."""
-        return self._ids[self.config.cls_token]
+        """Id of the (first) token put before every text: ``[CLS]``, MPNet's ``<s>``."""
+        return self._prefix_ids[0]
 
     @property
     def sep_id(self) -> int:
-        """Id of the token put after every text."""
-        return self._ids[self.config.sep_token]
+        """Id of the (first) token put after every text: ``[SEP]``, MPNet's ``</s>``."""
+        return self._suffix_ids[0]
+
+    @property
+    def pair_template(self) -> tuple[str | tuple[int, ...], ...]:
+        """The post-processor's template for a pair of texts ("A", "B" and special ids), for pair encoding."""
+        return self._template.pair
 
     @property
     def pad_id(self) -> int:
@@ -321,8 +373,9 @@ class Tokenizer(BatchEncoder):
 
     @property
     def special_ids(self) -> frozenset[int]:
-        """Ids of the special tokens ([CLS], [SEP], [PAD], [UNK] and the added tokens)."""
-        return frozenset({self.cls_id, self.sep_id, self.pad_id, self.unk_id, *self._added.values()})
+        """Ids of the special tokens (the template's, [PAD], [UNK] and the added tokens)."""
+        ids = {*self._prefix_ids, *self._suffix_ids, self.pad_id, self.unk_id, *self._added.ids.values()}
+        return frozenset(ids)
 
     def _find_cut(self, text: str, lo: int, hi: int, last: bool) -> int:
         """The first (or last) cut in [lo, hi), or -1: just before a boundary character (see ``_boundaries``).
@@ -341,10 +394,11 @@ class Tokenizer(BatchEncoder):
         """Patterns finding the first and the last boundary character of a span.
 
         Boundaries are whitespace, punctuation and (with handle_chinese_chars) CJK ideographs that normalize to
-        whitespace or punctuation at both ends, start a new canonical-ordering run, and appear in no added token
-        (so no added-token match can span them).
+        whitespace or punctuation at both ends, start a new canonical-ordering run, and appear in no added token,
+        raw or normalized, before or after normalization (so no added-token match can span them). The whitespace
+        an ``lstrip`` / ``rstrip`` token takes in is whitespace the pre-tokenizer drops anyway: same ids either side.
         """
-        in_added = set("".join(self._added))
+        in_added = set("".join([*self._added.ids, *self._added.patterns]))
         ws_punct = RangeSet(sorted([*_tables.WHITESPACE, *_tables.PUNCTUATION]))
         candidates = [*_tables.WHITESPACE, *_tables.PUNCTUATION]
         if self.config.clean_text:
@@ -354,6 +408,7 @@ class Tokenizer(BatchEncoder):
             normalized = self._normalize(char)
             return (
                 char not in in_added
+                and not in_added.intersection(normalized)
                 and bool(normalized)
                 and ord(normalized[0]) in ws_punct
                 and ord(normalized[-1]) in ws_punct
@@ -368,26 +423,30 @@ class Tokenizer(BatchEncoder):
         return re.compile(pattern), re.compile(f".*{pattern}", re.DOTALL)
 
     def _encode(self, text: str) -> list[int]:
-        if self._special_re is None:
-            return self._encode_segment(text)
-        parts = self._special_re.split(text)
-        if len(parts) == 1:
+        splits = self._added.split_raw(text)
+        if splits is None:
             return self._encode_segment(text)
         ids: list[int] = []
-        for i, part in enumerate(parts):
-            if i % 2:
-                ids.append(self._added[part])
-            elif part:
-                ids.extend(self._encode_segment(part))
+        for token_id, start, stop in splits:
+            if token_id is not None:
+                ids.append(token_id)
+            elif stop > start:
+                ids += self._encode_segment(text[start:stop])
         return ids
 
-    def _encode_segment(self, text: str) -> list[int]:
-        return list(chain.from_iterable(map(self._wordpiece.__getitem__, PIECES.findall(self._normalize(text)))))
+    def _encode_segment(self, raw: str) -> list[int]:
+        """One raw segment between non-normalized added tokens: normalize, split normalized tokens, WordPiece."""
+        normalized = self._normalize(raw)
+        splits = self._added.split_normalized(normalized)
+        if splits is None:
+            return self._pieces(normalized)
+        ids: list[int] = []
+        for token_id, start, stop in splits:
+            if token_id is not None:
+                ids.append(token_id)
+            elif stop > start:
+                ids += self._pieces(normalized[start:stop])
+        return ids
 
-    @staticmethod
-    def _special_pattern(added: Mapping[str, int]) -> re.Pattern[str] | None:
-        """Longest first, so the alternation matches leftmost-longest like the reference's Aho-Corasick."""
-        if not added:
-            return None
-        tokens = sorted(added, key=len, reverse=True)
-        return re.compile("(" + "|".join(map(re.escape, tokens)) + ")")
+    def _pieces(self, normalized: str) -> list[int]:
+        return list(chain.from_iterable(map(self._wordpiece.__getitem__, PIECES.findall(normalized))))

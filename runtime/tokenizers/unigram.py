@@ -461,9 +461,9 @@ class UnigramTokenizer(BatchEncoder):
         return frozenset(ids)
 
     @property
-    def pair_template(self) -> tuple[str | tuple[int, ...], ...]:
-        """The post-processor's template for a pair of texts ("A", "B" and special ids), for pair encoding."""
-        return self._template.pair
+    def template(self) -> Template:
+        """The post-processor's templates (single texts and pairs), as tokenizer.json gives them."""
+        return self._template
 
     # ------------------------------------------------------------ encoding
 

@@ -37,7 +37,7 @@ from embedrt.tokenizers.charsets import RangeSet, char_class, ranges
 from embedrt.tokenizers.files import read_json_or_empty, read_vocab_txt
 from embedrt.tokenizers.normalizers.bert import BertNormalizer
 from embedrt.tokenizers.pre_tokenizers.bert import PIECES
-from embedrt.tokenizers.processors import cls_sep_tokens
+from embedrt.tokenizers.processors import Template, cls_sep_tokens
 from embedrt.tokenizers.tables import unicode as _tables
 
 __all__ = ["Tokenizer", "TokenizerConfig"]
@@ -304,6 +304,11 @@ class Tokenizer(BatchEncoder):
     def pad_id(self) -> int:
         """Id used to pad rows to the longest one."""
         return self._ids[self.config.pad_token]
+
+    @property
+    def template(self) -> Template:
+        """The post-processor's templates: ``[CLS] A [SEP]``, pairs ``[CLS] A [SEP] B [SEP]`` (types 0, then 1)."""
+        return Template.bert((self.cls_id,), (self.sep_id,))
 
     @property
     def unk_id(self) -> int:

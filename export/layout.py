@@ -127,6 +127,25 @@ def write_dense_weights(module_dir: Path, out_file: Path, allow_pickle: bool) ->
     save_file({k: v.detach().to(torch.float32).contiguous() for k, v in wanted.items()}, str(out_file))
 
 
+def check_tokenizer(transformer_dir: Path) -> None:
+    """Refuse, before the long steps, a tokenizer.json whose model embedrt does not reproduce (BPE, WordLevel).
+
+    Only the model type is read here; the tokenizer itself is built, and checked in full, after the copy.
+    """
+    import json
+
+    from embedrt.tokenizers import supported_model_type
+
+    path = transformer_dir / "tokenizer.json"
+    if path.is_file():
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            return  # the tokenizer's own reading names what is wrong, after the copy
+        if isinstance(data, dict):
+            supported_model_type(path, data)
+
+
 def ensure_tokenizer_json(transformer_dir: Path, target: Path) -> None:
     """Write tokenizer.json into ``target`` when the source has only a slow tokenizer (sentencepiece.bpe.model ...).
 

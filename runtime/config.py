@@ -246,13 +246,13 @@ class TransformerConfig:
 
 # Families whose position ids start after the pad id (transformers' create_position_ids_from_input_ids): real
 # tokens take positions pad + 1 onwards, so pad + 1 of max_position_embeddings are never a token's.
-_OFFSET_POSITIONS = frozenset({"xlm-roberta"})
+_OFFSET_POSITIONS = frozenset({"xlm-roberta", "roberta", "camembert"})
 
 
 def usable_positions(hf_config: dict[str, Any]) -> int | None:
     """How many tokens the model's position table can place (None: no limit), from its config.json.
 
-    max_position_embeddings, less ``pad_token_id + 1`` for XLM-R (514 -> 512, 8194 -> 8192).
+    max_position_embeddings, less ``pad_token_id + 1`` for XLM-R, RoBERTa and CamemBERT (514 -> 512, 8194 -> 8192).
     """
     positions = hf_config.get("max_position_embeddings", -1)
     if positions == -1:  # xlnet's way of saying: no limit

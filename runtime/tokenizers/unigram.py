@@ -481,6 +481,11 @@ class UnigramTokenizer(BatchEncoder):
         """The post-processor's templates (single texts and pairs), as tokenizer.json gives them."""
         return self._template
 
+    @property
+    def pair_template(self) -> tuple[str | tuple[int, ...], ...]:
+        """The post-processor's template for a pair of texts ("A", "B" and special ids): ``template.pair``."""
+        return self._template.pair
+
     # ------------------------------------------------------------ encoding
 
     def _find_cut(self, text: str, lo: int, hi: int, last: bool) -> int:

@@ -24,8 +24,8 @@ from embedrt.tokenizers.pairs import (
     check_pairs,
     encode_pairs,
     encode_pairs_truncated,
+    layout_of,
     pad_pairs,
-    pair_layout,
 )
 
 
@@ -61,6 +61,7 @@ class Reranker(TokenView):
         self.device = device
         self.int8_check = int8_check
         self._session = session
+        layout_of(tokenizer)  # a pair template the encoder cannot lay out fails here, at load, naming the file
         self._input_names = {i.name for i in session.get_inputs()}
         self._output_name = session.get_outputs()[0].name
 
@@ -108,7 +109,7 @@ class Reranker(TokenView):
     @property
     def pair_special_tokens(self) -> int:
         """Special tokens around each pair: BERT's ``[CLS] a [SEP] b [SEP]`` 3, XLM-R's ``<s> a </s></s> b </s>`` 4."""
-        return pair_layout(self.tokenizer.template).specials
+        return layout_of(self.tokenizer).specials
 
     @property
     def activation(self) -> Activation:

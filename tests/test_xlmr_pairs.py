@@ -227,3 +227,16 @@ def test_a_template_with_other_token_types_is_refused(tok_dir):
     swapped = Template(((0,), "A", (2,)), ((0,), "B", (2,), "A", (2,)))
     with pytest.raises(TokenizerError, match="sequence A, then B"):
         pair_layout(swapped)
+
+
+def test_a_file_whose_pair_template_cannot_be_laid_out_is_named(tok_dir, tmp_path):
+    """Single texts still encode; pairs (and so a Reranker) refuse, naming the tokenizer's file."""
+    for path in tok_dir.iterdir():
+        (tmp_path / path.name).write_bytes(path.read_bytes())
+    data = json.loads((tmp_path / "tokenizer.json").read_text(encoding="utf-8"))
+    data["post_processor"]["pair"][4]["Sequence"]["type_id"] = 1  # B is type 1, its closing </s> type 0
+    (tmp_path / "tokenizer.json").write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
+    tok = load_tokenizer(tmp_path)
+    assert tok.encode_batch(["a b"], 16) == _reference(tok_dir, "right")(["a b"])["input_ids"]
+    with pytest.raises(TokenizerError, match=r"tokenizer\.json: post_processor pair template gives token types"):
+        encode_pairs_truncated(tok, [("a", "b")], 16)

@@ -137,9 +137,17 @@ def pair_layout(template: Template) -> PairLayout:
     return PairLayout.of(template)
 
 
+def layout_of(tokenizer: PairTokenizer) -> PairLayout:
+    """The tokenizer's pair layout; a template it cannot lay out is a TokenizerError naming the tokenizer's file."""
+    try:
+        return pair_layout(tokenizer.template)
+    except TokenizerError as exc:
+        raise TokenizerError(f"{getattr(tokenizer, 'source', 'tokenizer.json')}: {exc}") from None
+
+
 def pair_budget(tokenizer: PairTokenizer, max_length: int) -> int:
     """The tokens a pair's two texts share: ``max_length`` less the pair template's special tokens."""
-    specials = pair_layout(tokenizer.template).specials
+    specials = layout_of(tokenizer).specials
     if not isinstance(max_length, int) or isinstance(max_length, bool) or max_length < specials:
         raise TokenizerError(
             f"max_length must be an int >= {specials} for pairs (the template's special tokens), got {max_length!r}"
@@ -211,7 +219,7 @@ def encode_pairs_truncated(
     """
     side = TruncationSide.parse(side)
     budget = pair_budget(tokenizer, max_length)
-    layout = pair_layout(tokenizer.template)
+    layout = layout_of(tokenizer)
     before, between, after = layout.before, layout.between, layout.after
     made: dict[str, PairText] = {}  # a text shared by many pairs (the query) is tokenized once per call
 

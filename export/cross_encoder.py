@@ -21,7 +21,14 @@ from typing import Any
 
 import numpy as np
 
-from embedrt.config import Activation, TransformerConfig, parse_activation, read_json, transformer_config_path
+from embedrt.config import (
+    Activation,
+    TransformerConfig,
+    parse_activation,
+    read_json,
+    transformer_config_path,
+    usable_positions,
+)
 from embedrt.export.architectures import families
 from embedrt.export.int8 import CALIBRATION_SIZE, DEFAULT_CALIBRATION
 from embedrt.export.layout import TRANSFORMER_FILES, copy_files
@@ -70,6 +77,10 @@ class CrossEncoderModel:
 
         model = CrossEncoder(str(self.source), device="cpu")
         info = self.cross_encoder
+        if model.max_length > info.max_length == usable_positions(read_json(self.transformer_dir / "config.json")):
+            # As for embedding models: without a configured limit CrossEncoder caps at max_position_embeddings,
+            # where XLM-R's last two positions fail in PyTorch; embedrt truncates at the usable positions.
+            model.max_length = info.max_length
         found = (model.num_labels, type(model.activation_fn).__name__, model.max_length)
         if found != (info.num_labels, info.activation.value, info.max_length):
             raise ValueError(

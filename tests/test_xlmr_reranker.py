@@ -239,3 +239,23 @@ def test_rerank_routes_serve_an_xlmr_reranker(cross_encoder):
         assert f"more than {MAX_LENGTH - 4} tokens besides the 4 special tokens" in refused.text
     finally:
         assert server.stop() == 0
+
+
+def test_without_a_limit_the_export_truncates_at_the_usable_positions(tok_dir, tmp_path):
+    """CrossEncoder caps at max_position_embeddings (66), where XLM-R fails in PyTorch past 64 tokens; embedrt
+    truncates at 64 and the export's check compares with CrossEncoder at that limit."""
+    import torch
+
+    source = save_xlmr_cross_encoder(tmp_path / "hf", tok_dir, 1)
+    config = json.loads((source / "tokenizer_config.json").read_text())
+    config.pop("model_max_length")
+    (source / "tokenizer_config.json").write_text(json.dumps(config))
+    out = export(source, tmp_path / "out", variants="fp32", progress=False)
+    reranker = Reranker.load(out)
+    assert reranker.max_length == MAX_POSITIONS - 2
+    ce = _reference(source)
+    assert ce.max_length == MAX_POSITIONS
+    ce.max_length = MAX_POSITIONS - 2
+    pairs = [("word " * 100, "x " * 100), ("short", "word " * 100), *SPECIAL_PAIRS]
+    want = np.asarray(ce.predict(pairs, activation_fn=torch.nn.Identity()))
+    assert np.abs(reranker.predict(pairs, activation="Identity") - want).max() <= 1e-4

@@ -1,4 +1,4 @@
-"""Exporting a cross-encoder (a BertForSequenceClassification reranker).
+"""Exporting a cross-encoder (a BertForSequenceClassification or XLMRobertaForSequenceClassification reranker).
 
 Finding one in either layout, the CrossEncoder reference, calibration on text pairs, the score parity check.
 
@@ -6,9 +6,10 @@ Two layouts hold a cross-encoder:
 - sentence-transformers >= 5: modules.json with one Transformer whose sentence_bert_config.json says
   ``"transformer_task": "sequence-classification"``; the activation is config_sentence_transformers.json's
   ``activation_fn``;
-- the plain Hugging Face layout of the hub's cross-encoder/ms-marco-* models: no modules.json, config.json's
-  architecture ``BertForSequenceClassification``, the activation in ``sbert_ce_default_activation_function``
-  (or, as sentence-transformers 4 saved it, ``sentence_transformers.activation_fn``).
+- the plain Hugging Face layout of the hub's cross-encoder/ms-marco-* and BAAI/bge-reranker-* models: no
+  modules.json, config.json's architecture ``*ForSequenceClassification``, the activation in
+  ``sbert_ce_default_activation_function`` (or, as sentence-transformers 4 saved it,
+  ``sentence_transformers.activation_fn``); bge-reranker's config names none, so one label gets Sigmoid.
 """
 
 from __future__ import annotations
@@ -20,7 +21,15 @@ from typing import Any
 
 import numpy as np
 
-from embedrt.config import Activation, TransformerConfig, parse_activation, read_json, transformer_config_path
+from embedrt.config import (
+    Activation,
+    TransformerConfig,
+    parse_activation,
+    read_json,
+    transformer_config_path,
+    usable_positions,
+)
+from embedrt.export.architectures import families
 from embedrt.export.int8 import CALIBRATION_SIZE, DEFAULT_CALIBRATION
 from embedrt.export.layout import TRANSFORMER_FILES, copy_files
 from embedrt.export.onnx_files import LOGITS
@@ -49,7 +58,7 @@ class CrossEncoderModel:
     transformer_dir: Path
     cross_encoder: CrossEncoderInfo
     output_name: str = LOGITS
-    graph_head: str = "the BertForSequenceClassification (pooler and classifier included)"
+    graph_head: str = "the BertForSequenceClassification (pooler and classifier included)"  # see _model
 
     @property
     def kind(self) -> ModelKind:
@@ -68,6 +77,10 @@ class CrossEncoderModel:
 
         model = CrossEncoder(str(self.source), device="cpu")
         info = self.cross_encoder
+        if model.max_length > info.max_length == usable_positions(read_json(self.transformer_dir / "config.json")):
+            # As for embedding models: without a configured limit CrossEncoder caps at max_position_embeddings,
+            # where XLM-R's last two positions fail in PyTorch; embedrt truncates at the usable positions.
+            model.max_length = info.max_length
         found = (model.num_labels, type(model.activation_fn).__name__, model.max_length)
         if found != (info.num_labels, info.activation.value, info.max_length):
             raise ValueError(
@@ -83,10 +96,10 @@ class CrossEncoderModel:
 
     def feeds(self, out_dir: Path, pairs: Sequence[Any]) -> Iterator[dict[str, np.ndarray]]:
         """Padded batches of the calibration pairs, tokenized as the Reranker does."""
-        from embedrt.tokenizers import Tokenizer
+        from embedrt.tokenizers import load_tokenizer
         from embedrt.tokenizers.pairs import encode_pairs, pad_pairs
 
-        tokenizer = Tokenizer.from_dir(out_dir)
+        tokenizer = load_tokenizer(out_dir)
         for start in range(0, len(pairs), 32):
             rows, starts = encode_pairs(tokenizer, pairs[start : start + 32], self.cross_encoder.max_length)
             yield pad_pairs(tokenizer.pad_id, rows, starts)
@@ -152,7 +165,11 @@ def _model(source: Path, transformer_dir: Path, activation: object, activation_f
         activation=parse_activation(activation, activation_file, default),
         max_length=TransformerConfig.from_dir(transformer_dir).max_seq_length,
     )
-    return CrossEncoderModel(source, transformer_dir, info)
+    family = families().get(str(config.get("model_type")))
+    if family is None or family.classifier_class is None:  # refused later, naming the file, by check_transformer
+        return CrossEncoderModel(source, transformer_dir, info)
+    head = f"the {family.classifier_class} (its classification head included)"
+    return CrossEncoderModel(source, transformer_dir, info, graph_head=head)
 
 
 def calibration_pairs(path: Path | None) -> tuple[list[tuple[str, str]], str]:

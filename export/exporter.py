@@ -20,7 +20,7 @@ from embedrt.export.embedding import EmbeddingModel
 from embedrt.export.int8 import OPSET as INT8_OPSET
 from embedrt.export.int8 import calibrate, write_int8
 from embedrt.export.landing import check_target, discard, land, staging_dir
-from embedrt.export.layout import check_transformer
+from embedrt.export.layout import check_tokenizer, check_transformer
 from embedrt.export.onnx_files import (
     EXTERNAL_DATA_THRESHOLD,
     OPSET,
@@ -116,6 +116,7 @@ def export(
     resolved = resolve_source(src, revision, allow_pickle)
     model = _read_model(resolved.path)
     architecture, sizes = check_transformer(model.transformer_dir, allow_pickle, model.cross_encoder is not None)
+    check_tokenizer(model.transformer_dir)
     # Read before the long steps so that a bad calibration file fails at once.
     calibration_set = model.calibration(Path(calibration) if calibration is not None else None)
     out_dir = Path(out) if out is not None else Path("models") / resolved.name

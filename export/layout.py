@@ -55,8 +55,8 @@ def check_transformer(
         raise ValueError(
             f"{config_path}: a cross-encoder of model_type {architecture.model_type!r} "
             f"({', '.join(hf_config.get('architectures') or [])}) is not supported yet; embedrt exports "
-            f"{architecture.model_class} embedding models of this family, and BertForSequenceClassification "
-            "cross-encoders"
+            f"{architecture.model_class} embedding models of this family, and cross-encoders of "
+            + ", ".join(a.classifier_class for a in supported.values() if a.classifier_class)
         )
     _weights(transformer_dir, allow_pickle, sharded=True)
     return architecture, architecture.sizes(hf_config, config_path)
@@ -122,6 +122,25 @@ def write_dense_weights(module_dir: Path, out_file: Path, allow_pickle: bool) ->
         raise ValueError(f"{source}: no 'linear.weight' tensor (has {sorted(tensors)})")
     out_file.parent.mkdir(parents=True, exist_ok=True)
     save_file({k: v.detach().to(torch.float32).contiguous() for k, v in wanted.items()}, str(out_file))
+
+
+def check_tokenizer(transformer_dir: Path) -> None:
+    """Refuse, before the long steps, a tokenizer.json whose model embedrt does not reproduce (BPE, WordLevel).
+
+    Only the model type is read here; the tokenizer itself is built, and checked in full, after the copy.
+    """
+    import json
+
+    from embedrt.tokenizers import supported_model_type
+
+    path = transformer_dir / "tokenizer.json"
+    if path.is_file():
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            return  # the tokenizer's own reading names what is wrong, after the copy
+        if isinstance(data, dict):
+            supported_model_type(path, data)
 
 
 # Families whose vocab.txt the export converts to tokenizer.json rather than letting the runtime read it.

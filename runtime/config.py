@@ -246,7 +246,7 @@ class TransformerConfig:
 
 # Families whose position ids start after the pad id (transformers' create_position_ids_from_input_ids): real
 # tokens take positions pad + 1 onwards, so pad + 1 of max_position_embeddings are never a token's.
-_OFFSET_POSITIONS = frozenset({"xlm-roberta", "mpnet"})
+_OFFSET_POSITIONS = frozenset({"xlm-roberta", "roberta", "camembert", "mpnet"})
 # Families whose embeddings hard-code the pad id instead of reading config.json's pad_token_id (MPNetEmbeddings:
 # padding_idx = 1).
 _FIXED_PAD = {"mpnet": 1}
@@ -255,8 +255,8 @@ _FIXED_PAD = {"mpnet": 1}
 def usable_positions(hf_config: dict[str, Any]) -> int | None:
     """How many tokens the model's position table can place (None: no limit), from its config.json.
 
-    max_position_embeddings, less ``pad_token_id + 1`` for XLM-R (514 -> 512, 8194 -> 8192) and MPNet (pad id 1
-    whatever config.json says: 514 -> 512).
+    max_position_embeddings, less ``pad_token_id + 1`` for XLM-R, RoBERTa and CamemBERT (514 -> 512, 8194 -> 8192)
+    and MPNet (pad id 1 whatever config.json says: 514 -> 512).
     """
     positions = hf_config.get("max_position_embeddings", -1)
     if positions == -1:  # xlnet's way of saying: no limit

@@ -17,8 +17,16 @@ from embedrt.manifest import CrossEncoderInfo, Manifest, ModelKind, Variant
 from embedrt.progress import Progress
 from embedrt.session import Device
 from embedrt.token_view import TokenView
-from embedrt.tokenizers import Tokenizer, TruncationSide, check_texts
-from embedrt.tokenizers.pairs import PairText, Text, check_pairs, encode_pairs, encode_pairs_truncated, pad_pairs
+from embedrt.tokenizers import Tokenizer, TruncationSide, UnigramTokenizer, check_texts, load_tokenizer
+from embedrt.tokenizers.pairs import (
+    PairText,
+    Text,
+    check_pairs,
+    encode_pairs,
+    encode_pairs_truncated,
+    layout_of,
+    pad_pairs,
+)
 
 
 @dataclass(frozen=True)
@@ -26,7 +34,7 @@ class Scored:
     """What ``Reranker.score`` returns: the logits, and what each pair cost, from one tokenization."""
 
     logits: np.ndarray  # (n, num_labels) float32, in input order
-    tokens: list[int]  # tokens each pair ran with: [CLS] and both [SEP] included, after truncation
+    tokens: list[int]  # tokens each pair ran with: the template's special tokens included, after truncation
     truncated: list[bool]  # whether the pair had more tokens than max_length
 
 
@@ -40,7 +48,7 @@ class Reranker(TokenView):
         self,
         model_dir: Path,
         info: CrossEncoderInfo,
-        tokenizer: Tokenizer,
+        tokenizer: Tokenizer | UnigramTokenizer,
         session: Any,
         variant: Variant,
         device: Device,
@@ -53,6 +61,7 @@ class Reranker(TokenView):
         self.device = device
         self.int8_check = int8_check
         self._session = session
+        layout_of(tokenizer)  # a pair template the encoder cannot lay out fails here, at load, naming the file
         self._input_names = {i.name for i in session.get_inputs()}
         self._output_name = session.get_outputs()[0].name
 
@@ -84,7 +93,7 @@ class Reranker(TokenView):
     ) -> Reranker:
         """A Reranker around a session built by the caller (the export's check); ``load`` is the way to run one."""
         root = Path(model_dir)
-        tokenizer = Tokenizer.from_dir(root)
+        tokenizer = load_tokenizer(root)  # WordPiece (BERT) or Unigram (XLM-R, CamemBERT), by tokenizer.json
         return cls(root, info, tokenizer, session, Variant.parse(variant), Device.parse(device), int8_check)
 
     @property
@@ -94,8 +103,13 @@ class Reranker(TokenView):
 
     @property
     def max_length(self) -> int:
-        """Most tokens per pair, [CLS] and both [SEP] included; longer pairs are cut longest first."""
+        """Most tokens per pair, special tokens included; longer pairs are cut longest first."""
         return self.cross_encoder.max_length
+
+    @property
+    def pair_special_tokens(self) -> int:
+        """Special tokens around each pair: BERT's ``[CLS] a [SEP] b [SEP]`` 3, XLM-R's ``<s> a </s></s> b </s>`` 4."""
+        return layout_of(self.tokenizer).specials
 
     @property
     def activation(self) -> Activation:

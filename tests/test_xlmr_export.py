@@ -1,6 +1,6 @@
 """XLM-RoBERTa embedders (multilingual-e5, paraphrase-multilingual-mpnet-base-v2, bge-m3 dense): a random-weight
 ``XLMRobertaModel`` with a Unigram tokenizer trained here, saved by sentence-transformers, exported and compared
-with it; jina-embeddings-v3-like lookalikes and XLM-R cross-encoders refused."""
+with it; jina-embeddings-v3-like lookalikes refused (XLM-R cross-encoders: tests/test_xlmr_reranker.py)."""
 
 from __future__ import annotations
 
@@ -248,20 +248,3 @@ def test_transformers_own_xlmr_classes_are_accepted(xlmr_source):
     assert config["model_type"] == "xlm-roberta" and config["architectures"] == ["XLMRobertaModel"]
     architecture, sizes = check_transformer(xlmr_source, allow_pickle=False)
     assert architecture.inputs == ("input_ids", "attention_mask") and sizes == {"num_heads": 4, "hidden_size": 32}
-
-
-def test_an_xlmr_cross_encoder_is_refused_clearly(xlmr_source, tmp_path):
-    import torch
-    from transformers import XLMRobertaConfig, XLMRobertaForSequenceClassification
-
-    config = XLMRobertaConfig.from_pretrained(str(xlmr_source))
-    config.num_labels = 1
-    torch.manual_seed(4)
-    hf = tmp_path / "reranker"
-    XLMRobertaForSequenceClassification(config).save_pretrained(hf, safe_serialization=True)
-    for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
-        (hf / name).write_bytes((xlmr_source / name).read_bytes())
-    with pytest.raises(ValueError, match=r"cross-encoder of model_type 'xlm-roberta'.*not supported yet") as refused:
-        export(hf, tmp_path / "out", variants="fp32", progress=False)
-    assert "XLMRobertaForSequenceClassification" in str(refused.value)
-    assert not (tmp_path / "out").exists()

@@ -59,8 +59,10 @@ class Architecture:
 def families() -> dict[str, Architecture]:
     """Every supported family, by config.json ``model_type``."""
     from embedrt.export.architectures.bert import BERT
+    from embedrt.export.architectures.camembert import CAMEMBERT
     from embedrt.export.architectures.distilbert import DISTILBERT
     from embedrt.export.architectures.mpnet import MPNET
+    from embedrt.export.architectures.roberta import ROBERTA
     from embedrt.export.architectures.xlm_roberta import XLM_ROBERTA
 
-    return {a.model_type: a for a in (BERT, XLM_ROBERTA, DISTILBERT, MPNET)}
+    return {a.model_type: a for a in (BERT, XLM_ROBERTA, ROBERTA, CAMEMBERT, DISTILBERT, MPNET)}

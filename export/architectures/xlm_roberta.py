@@ -6,9 +6,9 @@ them: ``cumsum(input_ids != pad) * (input_ids != pad) + pad`` (pad = ``pad_token
 position ``pad + 1`` and the usable length is ``max_position_embeddings - pad - 1`` (see embedrt.config). Inputs
 are therefore padded with the tokenizer's pad id, and the attention mask comes from the lengths.
 
-Cross-encoders (XLMRobertaForSequenceClassification, bge-reranker-*) are not exported yet: their classification
-head differs from BERT's (dense -> tanh -> out_proj on ``<s>``, no pooler) and the runtime's XLM-R pair
-template is still to come.
+Cross-encoders are XLMRobertaForSequenceClassification (bge-reranker-base / -large / -v2-m3): transformers'
+RobertaClassificationHead (dense -> tanh -> out_proj on ``<s>``, no BERT pooler) is traced with the encoder, and
+pairs take the tokenizer's pair template, ``<s> a </s></s> b </s>`` (token types all 0).
 """
 
 from __future__ import annotations
@@ -30,5 +30,5 @@ XLM_ROBERTA = Architecture(
     ),
     inputs=("input_ids", "attention_mask"),
     model_class="XLMRobertaModel",
-    classifier_class=None,
+    classifier_class="XLMRobertaForSequenceClassification",
 )

@@ -398,7 +398,11 @@ class _Server:
         make_query = functools.partial(reranker.query, req.query, req.truncation)
         query = await asyncio.get_running_loop().run_in_executor(None, make_query)
         pairs = [(query, document) for document in req.documents]
-        too_long = None if req.truncate else functools.partial(pair_too_long, param, reranker.max_length)
+        too_long = (
+            None
+            if req.truncate
+            else functools.partial(pair_too_long, param, reranker.max_length, specials=reranker.pair_special_tokens)
+        )
         sizes = pair_sizes(req.query, req.documents)
         return await self._queue(request, pairs, RerankKind(req.truncation), too_long, sizes)
 

@@ -20,7 +20,7 @@ from embedrt.serve.errors import ApiError
 from embedrt.tokenizers import TruncationSide
 from embedrt.tokenizers.pairs import Text
 
-PAIR_SPECIAL_TOKENS = 3  # [CLS] query [SEP] document [SEP]
+PAIR_SPECIAL_TOKENS = 3  # BERT's [CLS] query [SEP] document [SEP]; XLM-R's template has 4
 SCORES = "sigmoid(logit); the logit with raw_scores true"
 
 
@@ -68,12 +68,16 @@ def pair_sizes(query: str, documents: Sequence[str]) -> list[int]:
     return sizes
 
 
-def pair_too_long(param: str, max_length: int, index: int) -> ApiError:
-    """413 for ``param[index]``, which with the query has more tokens than the model takes (truncate false)."""
+def pair_too_long(param: str, max_length: int, index: int, *, specials: int = PAIR_SPECIAL_TOKENS) -> ApiError:
+    """413 for ``param[index]``, which with the query has more tokens than the model takes (truncate false).
+
+    ``specials``: the pair template's special tokens (3 for BERT's, 4 for XLM-R's ``<s> q </s></s> d </s>``).
+    """
+    around = "[CLS] and the two [SEP]" if specials == PAIR_SPECIAL_TOKENS else f"the {specials} special tokens"
     return ApiError(
         413,
-        f"{param}[{index}] with the query has more than {max_length - PAIR_SPECIAL_TOKENS} tokens besides [CLS] and "
-        f"the two [SEP] (max_length {max_length}); send it shorter or with truncate true",
+        f"{param}[{index}] with the query has more than {max_length - specials} tokens besides {around} "
+        f"(max_length {max_length}); send it shorter or with truncate true",
         param=f"{param}[{index}]",
         code="input_too_long",
     )

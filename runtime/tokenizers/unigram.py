@@ -186,11 +186,22 @@ _CLASS_DEFAULTS: dict[str, dict[str, str]] = {
         "pad_token": "<pad>",
         "mask_token": "<mask>",
     },
+    "CamembertTokenizer": {
+        "bos_token": "<s>",
+        "eos_token": "</s>",
+        "sep_token": "</s>",
+        "cls_token": "<s>",
+        "unk_token": "<unk>",
+        "pad_token": "<pad>",
+        "mask_token": "<mask>",
+    },
     "PreTrainedTokenizer": {},
 }
+# The additional_special_tokens default of those classes that have one.
+_CLASS_ADDITIONAL: dict[str, list[str]] = {"CamembertTokenizer": ["<s>NOTUSED", "</s>NOTUSED", "<unk>NOTUSED"]}
 # transformers' SPECIAL_TOKENS_ATTRIBUTES, in its order.
 _SPECIAL_NAMES = ("bos_token", "eos_token", "unk_token", "sep_token", "pad_token", "cls_token", "mask_token")
-_MODEL_TYPE_CLASSES = {"xlm-roberta": "XLMRobertaTokenizer"}
+_MODEL_TYPE_CLASSES = {"xlm-roberta": "XLMRobertaTokenizer", "camembert": "CamembertTokenizer"}
 
 
 def _tokenizer_class(root: Path, tok_config: Mapping[str, Any]) -> str:
@@ -266,9 +277,14 @@ class _TransformersView:
                 special[key] = by_content.get(_token_content(special[key]), special[key])
         for key, default in _CLASS_DEFAULTS[class_name].items():
             special.setdefault(key, default)
+        if class_name in _CLASS_ADDITIONAL:
+            special.setdefault("additional_special_tokens", list(_CLASS_ADDITIONAL[class_name]))
         if class_name == "XLMRobertaTokenizer" and isinstance(special["mask_token"], str):
             # "Mask token behave like a normal word, i.e. include the space before it"
             special["mask_token"] = AddedToken(special["mask_token"], lstrip=True)
+        elif class_name == "CamembertTokenizer" and isinstance(special["mask_token"], str):
+            # CamembertTokenizerFast: the same lstrip, but a special token (so not normalized)
+            special["mask_token"] = AddedToken(special["mask_token"], lstrip=True, normalized=False, special=True)
         pad = special.get("pad_token")
         if pad is None:  # PreTrainedTokenizerFast falls back to tokenizer.json's padding token
             padding = data.get("padding")
@@ -461,8 +477,13 @@ class UnigramTokenizer(BatchEncoder):
         return frozenset(ids)
 
     @property
+    def template(self) -> Template:
+        """The post-processor's templates (single texts and pairs), as tokenizer.json gives them."""
+        return self._template
+
+    @property
     def pair_template(self) -> tuple[str | tuple[int, ...], ...]:
-        """The post-processor's template for a pair of texts ("A", "B" and special ids), for pair encoding."""
+        """The post-processor's template for a pair of texts ("A", "B" and special ids): ``template.pair``."""
         return self._template.pair
 
     # ------------------------------------------------------------ encoding

@@ -286,7 +286,7 @@ class Tokenizer(BatchEncoder):
                 raise TokenizerError(f"{name} {getattr(config, name)!r} is not in the vocabulary")
         if config.template is None:
             cls_ids, sep_ids = (self._ids[config.cls_token],), (self._ids[config.sep_token],)
-            self._template = Template((cls_ids, "A", sep_ids), (cls_ids, "A", sep_ids, "B", sep_ids))
+            self._template = Template.bert(cls_ids, sep_ids)
         else:
             self._template = config.template
         self._prefix_ids, self._suffix_ids = self._template.around_single()
@@ -356,6 +356,11 @@ class Tokenizer(BatchEncoder):
     def pad_id(self) -> int:
         """Id used to pad rows to the longest one."""
         return self._ids[self.config.pad_token]
+
+    @property
+    def template(self) -> Template:
+        """The post-processor's templates (BERT's ``[CLS] A [SEP]``, MPNet's ``<s> A </s>``), for pairs too."""
+        return self._template
 
     @property
     def unk_id(self) -> int:

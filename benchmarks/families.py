@@ -176,12 +176,43 @@ def _texts() -> tuple[list[str], list[str]]:
     return sentences[:SENTENCES], passages
 
 
-def passage_tokens(source: Path) -> float:
-    """The passages' mean token count under the model's own tokenizer (the HF fast one)."""
+def token_counts(source: Path) -> dict[str, float]:
+    """The sentences' total and the passages' mean token counts under the model's own tokenizer (HF fast)."""
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(str(_transformer_dir(source)))
-    return float(np.mean([len(ids) for ids in tokenizer(_texts()[1])["input_ids"]]))
+    sentences, passages = _texts()
+    return {
+        "sentence_tokens": float(sum(len(ids) for ids in tokenizer(sentences)["input_ids"])),
+        "passage_tokens": float(np.mean([len(ids) for ids in tokenizer(passages)["input_ids"]])),
+    }
+
+
+def gemm_worker(hidden: int, threads: int) -> dict[str, float]:
+    """numpy sgemm at a layer's shapes (512 rows: 32 sentences of 16 tokens), best of 5: the fp32 roof."""
+    rng = np.random.default_rng(0)
+    rows = 512
+    shapes = [(hidden, hidden)] * 4 + [(hidden, 4 * hidden), (4 * hidden, hidden)]
+    operands = [(rng.random((rows, k), np.float32), rng.random((k, n), np.float32)) for k, n in shapes]
+    best = float("inf")
+    for _ in range(5):
+        start = time.perf_counter()
+        for _ in range(10):
+            for a, b in operands:
+                a @ b
+        best = min(best, (time.perf_counter() - start) / 10)
+    return {"gemm_gflops": sum(2 * rows * k * n for k, n in shapes) / best / 1e9, "threads": threads}
+
+
+def fp32_roof(report: dict, name: str) -> float | None:
+    """The share of the fp32 GEMM roof embedrt fp32 reaches on the sentences: matrix-product time at numpy's
+    sgemm rate (24 x layers x hidden^2 FLOPs per token, attention's own products left out) over the time taken."""
+    shape, row = SHAPES[name], report["models"][name].get("embedrt-fp32", {})
+    gflops = report.get("gemm_gflops", {}).get(str(shape.hidden))
+    if shape.reranker or "sentences_per_s" not in row or not gflops:
+        return None
+    flops = report["tokens"][name]["sentence_tokens"] * 24 * shape.layers * shape.hidden**2
+    return flops / (gflops * 1e9) / (SENTENCES / float(row["sentences_per_s"]))
 
 
 def _transformer_dir(source: Path) -> Path:
@@ -301,8 +332,14 @@ def markdown(report: dict) -> str:
         titles = {"pairs_per_s": "pairs/s", "sentences_per_s": "sentences/s", "passages_per_s": "passages/s",
                   "latency_p50_ms": "p50 ms"}  # fmt: skip
         rel = ratios(rows, keys)
-        tokens = report["passage_tokens"].get(name)
-        note = [f"Passages: {tokens:.0f} tokens on average.", ""] if tokens else []
+        note = []
+        if not SHAPES[name].reranker:
+            counts, roof = report["tokens"][name], fp32_roof(report, name)
+            note = [f"{SENTENCES} sentences of {counts['sentence_tokens']:,.0f} tokens; passages of "
+                    f"{counts['passage_tokens']:.0f} tokens on average."]  # fmt: skip
+            if roof is not None:
+                note[0] += f" embedrt fp32 runs the sentences at {100 * roof:.0f}% of numpy's fp32 GEMM roof."
+            note.append("")
         lines += ["", f"## {name}", "", *note, "| system | " + " | ".join(titles[k] for k in keys) + " | peak RSS MB | "
                   + " | ".join(f"{titles[k]} x st-torch" for k in keys) + " |",
                   "|---|" + "---:|" * (2 * len(keys) + 1)]  # fmt: skip
@@ -328,7 +365,11 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--worker", nargs=3, metavar=("MODEL", "SYSTEM", "WORK"), help=argparse.SUPPRESS)
     parser.add_argument("--t0", type=float, default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--gemm", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.gemm:
+        print(json.dumps(gemm_worker(args.gemm, args.threads)))
+        return
     if args.worker:
         name, system, work = args.worker
         source, exported = build(name, Path(work)), Path(work) / name / "embedrt"
@@ -337,6 +378,8 @@ def main() -> None:
         return
     models = [m for m in args.models.split(",") if m]
     systems = [s for s in args.systems.split(",") if s]
+    if args.rounds < 1:
+        parser.error(f"--rounds must be at least 1, got {args.rounds}")
     unknown = set(models) - set(SHAPES) | set(systems) - set(SYSTEMS)
     if unknown:
         parser.error(f"unknown model or system {sorted(unknown)}; models: {list(SHAPES)}, systems: {SYSTEMS}")
@@ -344,7 +387,11 @@ def main() -> None:
         print(f"preparing {name} ...", file=sys.stderr, flush=True)
         prepare(name, args.work)
     runs: dict[str, dict[str, list[dict]]] = {m: {s: [] for s in systems} for m in models}
+    gemm: dict[str, list[dict]] = {str(h): [] for h in sorted({SHAPES[m].hidden for m in models})}
     for round_index in range(args.rounds):
+        for hidden, results in gemm.items():
+            results.append(run_worker(["--gemm", hidden, "--threads", str(args.threads)], sys.executable,
+                                      args.threads, module="benchmarks.families"))  # fmt: skip
         for name in models:
             for system in systems:
                 worker = ["--worker", name, system, str(args.work), "--threads", str(args.threads)]
@@ -358,7 +405,8 @@ def main() -> None:
         "threads": args.threads,
         "rounds": args.rounds,
         "models": {name: summarize(rows) for name, rows in runs.items()},
-        "passage_tokens": {n: passage_tokens(build(n, args.work)) for n in models if not SHAPES[n].reranker},
+        "tokens": {n: token_counts(build(n, args.work)) for n in models if not SHAPES[n].reranker},
+        "gemm_gflops": {h: statistics.median(g["gemm_gflops"] for g in runs_) for h, runs_ in gemm.items()},
     }
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "families.json").write_text(json.dumps(report, indent=2) + "\n")

@@ -1,4 +1,7 @@
-"""Export sentence-transformers BERT and XLM-RoBERTa models to ONNX (needs the ``export`` extra and onnxruntime)."""
+"""Export sentence-transformers models and cross-encoders to ONNX (needs the ``export`` extra and onnxruntime).
+
+The families are in ``embedrt.export.architectures``: BERT, XLM-RoBERTa, RoBERTa, CamemBERT, DistilBERT, MPNet.
+"""
 
 from embedrt.export.exporter import ParityError, export
 

@@ -90,7 +90,11 @@ def export(
     revision: str | None = None,
     external_data_threshold: int = EXTERNAL_DATA_THRESHOLD,
 ) -> Path:
-    """Export a sentence-transformers model (BertModel, XLMRobertaModel) to ONNX variants; check each against PyTorch.
+    """Export a sentence-transformers model or cross-encoder to ONNX variants; check each against PyTorch.
+
+    The families are those of ``embedrt.export.architectures.families()``: BertModel, XLMRobertaModel,
+    RobertaModel, CamembertModel, DistilBertModel and MPNetModel embedders; Bert, XLM-R, RoBERTa and CamemBERT
+    ForSequenceClassification cross-encoders.
 
     Args:
         src: a sentence-transformers model directory (or a hub id when a hub is reachable);

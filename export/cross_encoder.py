@@ -75,7 +75,10 @@ class CrossEncoderModel:
         import torch
         from sentence_transformers import CrossEncoder
 
-        model = CrossEncoder(str(self.source), device="cpu")
+        hf_config = read_json(self.transformer_dir / "config.json")
+        family = families().get(str(hf_config.get("model_type")))
+        overrides = family.config_overrides(self.transformer_dir) if family is not None else {}
+        model = CrossEncoder(str(self.source), device="cpu", config_kwargs=overrides or None)
         info = self.cross_encoder
         if model.max_length > info.max_length == usable_positions(read_json(self.transformer_dir / "config.json")):
             # As for embedding models: without a configured limit CrossEncoder caps at max_position_embeddings,

@@ -12,6 +12,8 @@ import numpy as np
 
 from embedrt.config import ModelConfig, ModuleKind, read_json, usable_positions
 from embedrt.dense import WEIGHTS_NAME as DENSE_WEIGHTS
+from embedrt.export.architectures import Architecture, families
+from embedrt.export.architectures.bert import BERT
 from embedrt.export.int8 import calibration_texts, text_feeds
 from embedrt.export.layout import (
     ROOT_FILES,
@@ -79,7 +81,8 @@ class EmbeddingModel:
         """sentence-transformers' embeddings of the check sentences (PyTorch, CPU)."""
         from sentence_transformers import SentenceTransformer
 
-        model = SentenceTransformer(str(self.source), device="cpu")
+        overrides = self.architecture.config_overrides(self.transformer_dir)
+        model = SentenceTransformer(str(self.source), device="cpu", config_kwargs=overrides or None)
         if model.max_seq_length > self.config.max_seq_length == self._usable_positions():
             # sentence-transformers caps at max_position_embeddings: past the usable positions (XLM-R's last two),
             # PyTorch fails with an index error, and embedrt truncates there instead.
@@ -90,6 +93,12 @@ class EmbeddingModel:
                 f"embedrt resolved {self.config.max_seq_length}; please report this model's config files"
             )
         return np.asarray(model.encode(list(CHECK_SENTENCES), convert_to_numpy=True), dtype=np.float32)
+
+    @property
+    def architecture(self) -> Architecture:
+        """The transformer's family (BERT when config.json names none the exporter knows: refused before this)."""
+        hf_config = read_json(self.transformer_dir / "config.json")
+        return families().get(str(hf_config.get("model_type")), BERT)
 
     def _usable_positions(self) -> int | None:
         return usable_positions(read_json(self.transformer_dir / "config.json"))

@@ -59,6 +59,7 @@ def check_transformer(
             + ", ".join(a.classifier_class for a in supported.values() if a.classifier_class)
         )
     _weights(transformer_dir, allow_pickle, sharded=True)
+    architecture.config_overrides(transformer_dir)  # a config or transformers version it refuses fails here, early
     return architecture, architecture.sizes(hf_config, config_path)
 
 

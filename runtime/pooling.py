@@ -17,9 +17,17 @@ def exclude_prompt(attention_mask: np.ndarray, prompt_length: int) -> np.ndarray
 
 
 def pool(token_embeddings: np.ndarray, attention_mask: np.ndarray, modes: Sequence[PoolingMode]) -> np.ndarray:
-    """Pool (batch, seq, dim) token embeddings into (batch, dim * len(modes)) float32 vectors."""
+    """Pool (batch, seq, dim) token embeddings into (batch, dim * len(modes)) float32 vectors.
+
+    Masked positions are selected away (zeros in their place) before any arithmetic, not multiplied by a zero
+    weight: a masked row can hold NaN or inf (a query whose every key is masked, as a pad run longer than
+    ModernBERT's local window gives), and NaN * 0 is NaN. Real rows are never changed, so the sums are the same.
+    """
     mask = attention_mask.astype(token_embeddings.dtype, copy=False)
-    outputs = [_POOLERS[mode](token_embeddings, mask) for mode in modes]
+    if len(modes) == 1 and modes[0] is PoolingMode.CLS:  # reads one unmasked row per text: no pass over the rest
+        return _cls(token_embeddings, mask)
+    emb = np.where(mask[:, :, None] > 0, token_embeddings, 0).astype(token_embeddings.dtype, copy=False)
+    outputs = [_POOLERS[mode](emb, mask) for mode in modes]
     return outputs[0] if len(outputs) == 1 else np.concatenate(outputs, axis=1)
 
 
@@ -50,11 +58,13 @@ def _weighted_mean(emb: np.ndarray, mask: np.ndarray) -> np.ndarray:
 
 def _cls(emb: np.ndarray, mask: np.ndarray) -> np.ndarray:
     # The first unmasked position, which is not [CLS] when the prompt is excluded.
+    # A text whose every position is masked (an excluded prompt covering it all) reads position 0, a real token.
     first = mask.argmax(axis=1)
     return emb[np.arange(emb.shape[0]), first]
 
 
 def _max(emb: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    # emb holds zeros at masked positions (see pool); they must not win the max, so -inf goes there.
     return np.where(mask[:, :, None] > 0, emb, -np.inf).max(axis=1).astype(emb.dtype)
 
 
@@ -63,7 +73,7 @@ def _last_token(emb: np.ndarray, mask: np.ndarray) -> np.ndarray:
     from_end = mask[:, ::-1].argmax(axis=1)
     last = np.where(mask.max(axis=1) == 0, 0, seq_len - 1 - from_end)
     rows = np.arange(emb.shape[0])
-    return emb[rows, last] * mask[rows, last][:, None]
+    return np.where(mask[rows, last][:, None] > 0, emb[rows, last], 0).astype(emb.dtype, copy=False)
 
 
 _POOLERS = {

@@ -62,3 +62,21 @@ def test_normalize_matches_reference_including_zero_rows():
     expected = Normalize()({"sentence_embedding": torch.from_numpy(x)})["sentence_embedding"].numpy()
     np.testing.assert_allclose(normalize(x), expected, rtol=1e-6, atol=1e-7)
     assert normalize(x).dtype == np.float32
+
+
+@pytest.mark.parametrize("poison", [np.nan, np.inf, -np.inf])
+@pytest.mark.parametrize("modes", [[m] for m in PoolingMode] + [[PoolingMode.CLS, PoolingMode.MAX, PoolingMode.MEAN]])
+def test_nan_or_inf_at_masked_positions_never_reaches_a_vector(modes, poison):
+    """A masked row of the transformer's output may hold NaN or inf (ModernBERT: a pad run longer than the local
+    window leaves a query with every key masked); every pooling mode gives the vector it gives without them."""
+    emb, mask = _batch(seed=4)
+    clean = pool(emb, mask, modes)
+    poisoned = emb.copy()
+    poisoned[mask == 0] = poison
+    got = pool(poisoned, mask, modes)
+    assert np.isfinite(got).all(), (modes, poison)
+    np.testing.assert_array_equal(got, clean)
+    np.testing.assert_allclose(got, _reference(emb, mask, modes), rtol=1e-6, atol=1e-6)
+    # With the prompt excluded, masked-out prompt positions are real tokens: still finite and unchanged.
+    excluded = exclude_prompt(mask, 1)
+    np.testing.assert_array_equal(pool(poisoned, excluded, modes), pool(emb, excluded, modes))

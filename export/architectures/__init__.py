@@ -48,6 +48,14 @@ class Architecture:
             raise ValueError(f"{model_dir}: cross-encoders of model_type {self.model_type!r} are not supported yet")
         return getattr(transformers, self.classifier_class).from_pretrained(str(model_dir), **kwargs).eval()
 
+    def config_overrides(self, model_dir: Path) -> dict[str, Any]:
+        """config.json keys that every load of the model in ``model_dir`` must pass (the reference's too); none here.
+
+        A family whose config.json may be written in a spelling the installed transformers does not read
+        (ModernBERT's transformers 5.x keys) translates it here, so the traced model and the reference agree.
+        """
+        return {}
+
     def sizes(self, hf_config: dict[str, Any], config_path: Path) -> dict[str, int]:
         """The attention heads and hidden width in config.json, as the graph optimizer's arguments."""
         return {
@@ -61,8 +69,9 @@ def families() -> dict[str, Architecture]:
     from embedrt.export.architectures.bert import BERT
     from embedrt.export.architectures.camembert import CAMEMBERT
     from embedrt.export.architectures.distilbert import DISTILBERT
+    from embedrt.export.architectures.modernbert import MODERNBERT
     from embedrt.export.architectures.mpnet import MPNET
     from embedrt.export.architectures.roberta import ROBERTA
     from embedrt.export.architectures.xlm_roberta import XLM_ROBERTA
 
-    return {a.model_type: a for a in (BERT, XLM_ROBERTA, ROBERTA, CAMEMBERT, DISTILBERT, MPNET)}
+    return {a.model_type: a for a in (BERT, XLM_ROBERTA, ROBERTA, CAMEMBERT, DISTILBERT, MPNET, MODERNBERT)}

@@ -1,0 +1,139 @@
+"""ModernBERT (``ModernBertModel``: gte-modernbert-base, modernbert-embed-base; ``ModernBertForSequenceClassification``
+rerankers such as gte-reranker-modernbert-base).
+
+Inputs are ids and mask only; positions are rotary, ``0 .. length - 1``, computed inside the traced graph, so
+nothing depends on the pad id and the usable length is ``max_position_embeddings`` (8192).
+
+What is ModernBERT's own, all traced from transformers' eager attention (loaded with ``attn_implementation="eager"``;
+flash-attention's unpadded rotary path does not trace, and ``reference_compile=False`` keeps torch.compile out):
+
+- layer ``i`` is global (full attention, rotary theta ``global_rope_theta``) when ``i % global_attn_every_n_layers
+  == 0``, else local: a query sees the keys with ``|i - j| <= local_attention // 2``, rotary theta
+  ``local_rope_theta``;
+- a GeGLU MLP (``Wi`` gives input and gate; ``act(input) * gate``), LayerNorms with or without bias (``norm_bias``);
+- the classifier pools the first token or the mask-weighted mean (``classifier_pooling``), then dense -> act ->
+  norm -> classifier.
+
+config.json comes in two spellings. transformers 4.x writes ``global_rope_theta`` / ``local_rope_theta`` and
+``global_attn_every_n_layers``; transformers 5.x writes ``rope_parameters`` (``{"full_attention": {"rope_theta":
+...}, "sliding_attention": {...}}``) and ``layer_types``. transformers 4.57 ignores the 5.x keys and would build the
+model with the default thetas, silently: :func:`config_overrides` reads config.json itself and translates the 5.x
+keys into the 4.x ones (refusing a ``layer_types`` pattern that 4.x cannot express, or a rope type other than
+``default``), and both the traced model and the sentence-transformers reference are loaded with them.
+
+transformers 5.7's masking utilities broke ``torch.onnx.export`` of this model, so the export refuses transformers
+versions outside the tested range (:data:`TESTED_TRANSFORMERS`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from embedrt.config import read_json
+from embedrt.export.architectures import Architecture
+
+# transformers versions the ModernBERT export was tested with (ModernBERT arrived in 4.48): 4.57.6.
+TESTED_TRANSFORMERS = (">=4.48", "<5")
+TESTED_VERSIONS = "4.57.6"
+FULL, SLIDING = "full_attention", "sliding_attention"
+
+
+def check_transformers_version(version: str | None = None) -> None:
+    """Refuse a transformers version outside :data:`TESTED_TRANSFORMERS`, naming the pip command that fixes it."""
+    import transformers
+
+    found = version if version is not None else transformers.__version__
+    release = tuple(int(part) for part in found.split("+")[0].split(".")[:2] if part.isdigit())
+    if (4, 48) <= release < (5, 0):
+        return
+    spec = ",".join(TESTED_TRANSFORMERS)
+    raise RuntimeError(
+        f"exporting ModernBERT needs transformers {spec} (tested with {TESTED_VERSIONS}); transformers {found} is "
+        f"installed (5.x's masking utilities break torch.onnx.export of this model, and ModernBERT is not in "
+        f'transformers before 4.48). Run: pip install "transformers{spec}"'
+    )
+
+
+def config_overrides(config_path: Path) -> dict[str, Any]:
+    """The 4.x config keys for a config.json written in transformers 5.x's spelling ({} when it has none of it).
+
+    ``rope_parameters`` gives ``global_rope_theta`` (full_attention) and ``local_rope_theta`` (sliding_attention);
+    ``layer_types`` gives ``global_attn_every_n_layers``. As in transformers 5.x, they win over the 4.x keys.
+    """
+    hf_config = read_json(config_path)
+    overrides: dict[str, Any] = {}
+    rope = hf_config.get("rope_parameters")
+    if rope is not None:
+        if not isinstance(rope, dict):
+            raise ValueError(f"{config_path}: 'rope_parameters' must be a JSON object, found {rope!r}")
+        for kind, key in ((FULL, "global_rope_theta"), (SLIDING, "local_rope_theta")):
+            params = rope.get(kind)
+            if params is None:
+                continue
+            rope_type = params.get("rope_type", params.get("type", "default")) if isinstance(params, dict) else None
+            if rope_type != "default" or not isinstance(params.get("rope_theta"), int | float):
+                raise ValueError(
+                    f"{config_path}: rope_parameters[{kind!r}] is {params!r}; embedrt exports ModernBERT with "
+                    "rope_type 'default' and a numeric rope_theta only"
+                )
+            overrides[key] = float(params["rope_theta"])
+    layer_types = hf_config.get("layer_types")
+    if layer_types is not None:
+        overrides["global_attn_every_n_layers"] = _every_n(layer_types, config_path)
+    return overrides
+
+
+def _every_n(layer_types: object, config_path: Path) -> int:
+    """The ``n`` of transformers 4.x's pattern (layer ``i`` is full attention iff ``i % n == 0``) for ``layer_types``."""
+    valid = isinstance(layer_types, list) and layer_types and all(t in (FULL, SLIDING) for t in layer_types)
+    if valid:
+        assert isinstance(layer_types, list)
+        for n in range(1, len(layer_types) + 1):
+            if all((t == FULL) == (i % n == 0) for i, t in enumerate(layer_types)):
+                return n
+    raise ValueError(
+        f"{config_path}: 'layer_types' is {layer_types!r}; transformers 4.x (which the export runs) places full "
+        f"attention on every n-th layer from layer 0 only ('{FULL}' exactly where i % n == 0, else '{SLIDING}'), "
+        "and this pattern is not one of those"
+    )
+
+
+@dataclass(frozen=True)
+class ModernBertArchitecture(Architecture):
+    """ModernBERT: loaded with the 5.x config keys translated, eager attention, no torch.compile."""
+
+    def load(self, model_dir: Path, classifier: bool, **kwargs: Any) -> Any:
+        """The transformers model in ``model_dir``, in eval mode, as it computes without torch.compile."""
+        kwargs = {**kwargs, **self.config_overrides(model_dir)}
+        if kwargs.get("attn_implementation") not in ("eager", "sdpa"):
+            kwargs["attn_implementation"] = "eager"  # flash-attention's unpadded rotary does not trace
+        return super().load(model_dir, classifier, reference_compile=False, **kwargs)
+
+    def config_overrides(self, model_dir: Path) -> dict[str, Any]:
+        """The config keys every load of the model in ``model_dir`` needs (see :func:`config_overrides`).
+
+        Refuses a transformers version outside the tested range first: every load (the reference's too) comes here.
+        """
+        check_transformers_version()
+        return config_overrides(model_dir / "config.json")
+
+
+MODERNBERT = ModernBertArchitecture(
+    model_type="modernbert",
+    classes=frozenset(
+        {
+            "ModernBertModel",
+            "ModernBertForMaskedLM",
+            "ModernBertForSequenceClassification",
+            "ModernBertForTokenClassification",
+            "ModernBertForQuestionAnswering",
+            "ModernBertForMultipleChoice",
+        }
+    ),
+    inputs=("input_ids", "attention_mask"),
+    model_class="ModernBertModel",
+    classifier_class="ModernBertForSequenceClassification",
+    has_pooler=False,
+)

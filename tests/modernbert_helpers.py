@@ -9,8 +9,12 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 HIDDEN = 64
 # Both kinds of layer: 0 and 3 global (every 3), 1, 2 local; a window of 12 (|i - j| <= 6).
@@ -66,7 +70,7 @@ def modernbert_config(special: dict[str, int], **overrides: Any) -> Any:
         "local_attention": LOCAL_ATTENTION,
         "global_rope_theta": GLOBAL_THETA,
         "local_rope_theta": LOCAL_THETA,
-        "initializer_range": 0.2,  # 0.02 leaves attention nearly uniform: positions and windows would hardly matter
+        "initializer_range": 0.1,  # 0.02 leaves attention nearly uniform; 0.2 put fp16 past its 1e-2 gate (CLS, norm 8)
         "reference_compile": False,
     }
     return ModernBertConfig(**{**sizes, **overrides})
@@ -96,7 +100,7 @@ def save_modernbert(
     hf = root / "hf"
     special = write_tokenizer(minilm_dir, hf)
     torch.manual_seed(seed)
-    ModernBertModel(modernbert_config(special, **config)).save_pretrained(hf, safe_serialization=True)
+    perturb(ModernBertModel(modernbert_config(special, **config))).save_pretrained(hf, safe_serialization=True)
     kwargs = {"max_seq_length": max_seq_length} if max_seq_length is not None else {}
     modules = [Transformer(str(hf), **kwargs), Pooling(HIDDEN, pooling)]
     if normalize:
@@ -116,7 +120,7 @@ def save_modernbert_cross_encoder(
     special = write_tokenizer(minilm_dir, root)
     torch.manual_seed(seed)
     settings = {"classifier_pooling": classifier_pooling, "num_labels": num_labels, "classifier_bias": True, **config}
-    model = ModernBertForSequenceClassification(modernbert_config(special, **settings))
+    model = perturb(ModernBertForSequenceClassification(modernbert_config(special, **settings)))
     model.save_pretrained(root, safe_serialization=True)
     return root
 
@@ -139,3 +143,109 @@ def to_transformers5_spelling(config_path: Path, every_n: int | None = None) -> 
     data["global_attn_every_n_layers"] = 1
     config_path.write_text(json.dumps(data, indent=2), encoding="utf-8")
     return data
+
+
+def perturb(model: Any) -> Any:
+    """Random LayerNorm scales and biases, and Linear biases (the init leaves them 1 and 0): make each one matter."""
+    import torch
+
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, torch.nn.LayerNorm):
+                module.weight.normal_(1.0, 0.3)
+                if module.bias is not None:
+                    module.bias.normal_(0.0, 0.3)
+            elif isinstance(module, torch.nn.Linear) and module.bias is not None:
+                module.bias.normal_(0.0, 0.1)
+    return model
+
+
+@dataclass(frozen=True)
+class Rules:
+    """ModernBERT's rules as this numpy model applies them: the true ones by default, a mutant when changed."""
+
+    global_layer: Callable[[int, int], bool] = lambda i, n: i % n == 0
+    in_window: Callable[[np.ndarray, int], np.ndarray] = lambda distance, local: distance <= local // 2
+    swap_thetas: bool = False
+    gate_first: bool = False  # GeGLU reads (input, gate) from Wi's output; True swaps them
+    tanh_gelu: bool = False  # the erf GELU (hidden_activation "gelu"); True takes the tanh approximation
+    drop_norm_bias: bool = False
+
+
+def numpy_modernbert(
+    weights: dict[str, np.ndarray], config: dict[str, Any], ids: np.ndarray, mask: np.ndarray, rules: Rules = Rules()
+) -> np.ndarray:
+    """last_hidden_state of a ModernBertModel in float64 numpy, written from the rules (not traced from torch).
+
+    ``weights``: the model's state dict (prefix stripped) as arrays; ``config``: its config.json (4.x spelling).
+    """
+    from math import erf
+
+    erf_v = np.vectorize(erf)
+    heads = int(config["num_attention_heads"])
+    hidden = int(config["hidden_size"])
+    head_dim = hidden // heads
+    eps = float(config["norm_eps"])
+
+    def norm(x: np.ndarray, name: str) -> np.ndarray:
+        mean = x.mean(-1, keepdims=True)
+        var = ((x - mean) ** 2).mean(-1, keepdims=True)
+        out = (x - mean) / np.sqrt(var + eps) * weights[f"{name}.weight"]
+        bias = weights.get(f"{name}.bias")
+        return out if bias is None or rules.drop_norm_bias else out + bias
+
+    def linear(x: np.ndarray, name: str) -> np.ndarray:
+        out = x @ weights[f"{name}.weight"].T
+        bias = weights.get(f"{name}.bias")
+        return out if bias is None else out + bias
+
+    def gelu(x: np.ndarray) -> np.ndarray:
+        if rules.tanh_gelu:
+            return 0.5 * x * (1 + np.tanh(np.sqrt(2 / np.pi) * (x + 0.044715 * x**3)))
+        return 0.5 * x * (1 + erf_v(x / np.sqrt(2)))
+
+    def rotary(theta: float, length: int) -> tuple[np.ndarray, np.ndarray]:
+        inv_freq = 1.0 / theta ** (np.arange(0, head_dim, 2, dtype=np.float64) / head_dim)
+        freqs = np.arange(length, dtype=np.float64)[:, None] * inv_freq[None, :]
+        angles = np.concatenate([freqs, freqs], axis=-1)
+        return np.cos(angles), np.sin(angles)
+
+    def rotate(x: np.ndarray, cos: np.ndarray, sin: np.ndarray) -> np.ndarray:
+        half = x.shape[-1] // 2
+        return x * cos + np.concatenate([-x[..., half:], x[..., :half]], axis=-1) * sin
+
+    batch, length = ids.shape
+    thetas = (float(config["global_rope_theta"]), float(config["local_rope_theta"]))
+    if rules.swap_thetas:
+        thetas = thetas[::-1]
+    positions = np.arange(length)
+    distance = np.abs(positions[:, None] - positions[None, :])
+    key_ok = mask[:, None, None, :].astype(bool)  # (batch, 1, 1, keys)
+    window = rules.in_window(distance, int(config["local_attention"]))[None, None]
+    h = norm(weights["embeddings.tok_embeddings.weight"][ids].astype(np.float64), "embeddings.norm")
+    for i in range(int(config["num_hidden_layers"])):
+        is_global = rules.global_layer(i, int(config["global_attn_every_n_layers"]))
+        x = h if i == 0 else norm(h, f"layers.{i}.attn_norm")
+        qkv = linear(x, f"layers.{i}.attn.Wqkv").reshape(batch, length, 3, heads, head_dim).transpose(2, 0, 3, 1, 4)
+        cos, sin = rotary(thetas[0] if is_global else thetas[1], length)
+        q, k, v = rotate(qkv[0], cos, sin), rotate(qkv[1], cos, sin), qkv[2]
+        scores = q @ k.transpose(0, 1, 3, 2) / np.sqrt(head_dim)
+        allowed = key_ok if is_global else key_ok & window
+        scores = np.where(allowed, scores, -1e300)
+        scores = np.exp(scores - scores.max(-1, keepdims=True))
+        context = (scores / scores.sum(-1, keepdims=True)) @ v
+        h = h + linear(context.transpose(0, 2, 1, 3).reshape(batch, length, hidden), f"layers.{i}.attn.Wo")
+        wide = linear(norm(h, f"layers.{i}.mlp_norm"), f"layers.{i}.mlp.Wi")
+        first, second = np.split(wide, 2, axis=-1)
+        if rules.gate_first:
+            first, second = second, first
+        h = h + linear(gelu(first) * second, f"layers.{i}.mlp.Wo")
+    return norm(h, "final_norm")
+
+
+def load_weights(hf_dir: Path) -> dict[str, np.ndarray]:
+    """A ModernBertModel's safetensors as float64 arrays, without the ``model.`` prefix of a classifier's."""
+    from safetensors.numpy import load_file
+
+    tensors = load_file(str(hf_dir / "model.safetensors"))
+    return {k.removeprefix("model."): v.astype(np.float64) for k, v in tensors.items()}

@@ -121,7 +121,7 @@ def _graph_output(export_dir: Path, variant: Variant, batch: dict[str, np.ndarra
     return session.run(None, {k: batch[k] for k in ("input_ids", "attention_mask")})[0]
 
 
-RULE_TEXTS = LONG_TEXTS[:2] + ["A man is playing a guitar on the street corner for the tourists and their dogs."]
+RULE_TEXTS = [*LONG_TEXTS[:2], "A man is playing a guitar on the street corner for the tourists and their dogs."]
 # Each mutant and how far (max abs) it moves the token embeddings at least; the true rules stay within 1e-5.
 MUTANTS = {
     "window exclusive (|i - j| < local // 2)": (Rules(in_window=lambda d, local: d < local // 2), 1e-2),
@@ -427,5 +427,4 @@ def test_window_and_theta_fixture_values_are_not_transformers_defaults():
     from transformers import ModernBertConfig
 
     default = ModernBertConfig()
-    assert (GLOBAL_THETA, LOCAL_THETA) != (default.global_rope_theta, default.local_rope_theta)
-    assert GLOBAL_THETA != default.global_rope_theta and LOCAL_THETA != default.local_rope_theta
+    assert default.global_rope_theta != GLOBAL_THETA and default.local_rope_theta != LOCAL_THETA

@@ -1,5 +1,6 @@
-"""ModernBERT (``ModernBertModel``: gte-modernbert-base, modernbert-embed-base; ``ModernBertForSequenceClassification``
-rerankers such as gte-reranker-modernbert-base).
+"""ModernBERT: ``ModernBertModel`` embedders and ``ModernBertForSequenceClassification`` cross-encoders.
+
+Embedders such as gte-modernbert-base and modernbert-embed-base; rerankers such as gte-reranker-modernbert-base.
 
 Inputs are ids and mask only; positions are rotary, ``0 .. length - 1``, computed inside the traced graph, so
 nothing depends on the pad id and the usable length is ``max_position_embeddings`` (8192).
@@ -86,7 +87,7 @@ def config_overrides(config_path: Path) -> dict[str, Any]:
 
 
 def _every_n(layer_types: object, config_path: Path) -> int:
-    """The ``n`` of transformers 4.x's pattern (layer ``i`` is full attention iff ``i % n == 0``) for ``layer_types``."""
+    """The ``n`` of transformers 4.x's pattern (layer ``i`` is global iff ``i % n == 0``) for ``layer_types``."""
     valid = isinstance(layer_types, list) and layer_types and all(t in (FULL, SLIDING) for t in layer_types)
     if valid:
         assert isinstance(layer_types, list)

@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from embedrt import pooling
+from embedrt.attention_memory import warn_for_attention_memory
 from embedrt.config import ModelConfig, ModuleKind, positive_int
 from embedrt.dense import DenseLayer, load_dense
 from embedrt.int8_kernel import Int8Check
@@ -98,6 +99,8 @@ class Encoder(TokenView):
         """
         root = Path(model_dir)
         opened = open_variant(root, ModelKind.EMBEDDING, variant, device, threads, lambda _: ModelConfig.from_dir(root))
+        config = opened.configs
+        warn_for_attention_memory(root / config.transformer_dir, config.max_seq_length, 32, max_batch_tokens)
         return cls.from_session(
             root,
             opened.session,

@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from embedrt.attention_memory import warn_for_attention_memory
 from embedrt.config import Activation, parse_activation, positive_int
 from embedrt.dense import activate
 from embedrt.int8_kernel import Int8Check
@@ -76,6 +77,8 @@ class Reranker(TokenView):
         """Load a cross-encoder export: ``variant`` fp32, fp16 or int8 (None: fp16 on CUDA, fp32 on the CPU)."""
         root = Path(model_dir)
         opened = open_variant(root, ModelKind.CROSS_ENCODER, variant, device, threads, _cross_encoder_info)
+        # predict() runs batches of 32 pairs, with no token budget.
+        warn_for_attention_memory(root, opened.configs.max_length, 32, 32 * opened.configs.max_length)
         return cls.from_session(
             root, opened.session, opened.variant, opened.device, info=opened.configs, int8_check=opened.int8_check
         )

@@ -1,0 +1,66 @@
+"""The attention memory estimate and the warning at load when the configured length needs more than is available."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import pytest
+from conftest import clone_dir, edit_json
+
+from embedrt import Encoder, attention_memory
+from embedrt.attention_memory import (
+    AttentionMemoryWarning,
+    attention_peak_bytes,
+    available_memory_bytes,
+    batch_at,
+    check_attention_memory,
+)
+
+GIB = 2**30
+
+
+def test_the_estimate_grows_with_the_square_of_the_length():
+    assert attention_peak_bytes(1, 1024, 12) * 4 == attention_peak_bytes(1, 2048, 12)
+    assert attention_peak_bytes(2, 512, 12) == 2 * attention_peak_bytes(1, 512, 12) - 9 * 512 * 512
+    # gte-modernbert-base at 8192 tokens, one text: 12 heads of scores and probabilities, two masks: ~7 GiB.
+    assert 6.5 * GIB <= attention_peak_bytes(1, 8192, 12) <= 7.5 * GIB
+    # all-MiniLM-L6-v2 at 256 tokens, 2 texts per call under the 512-token budget: about 14 MiB.
+    assert attention_peak_bytes(batch_at(256, 32, 512), 256, 12) <= 16 * 2**20
+
+
+def test_batches_follow_the_encoders_token_budget():
+    assert batch_at(8192, 32, 512) == 1
+    assert batch_at(128, 32, 512) == 4
+    assert batch_at(8, 32, 512) == 32
+
+
+def test_available_memory_is_read_from_the_system():
+    available = available_memory_bytes()
+    assert available is not None and available > 0
+
+
+def test_warns_for_a_huge_length_and_not_for_a_small_one(monkeypatch):
+    monkeypatch.setattr(attention_memory, "available_memory_bytes", lambda: 4 * GIB)
+    with pytest.warns(AttentionMemoryWarning, match=r"max_seq_length 8192 tokens need about 7\.\d GiB"):
+        check_attention_memory(8192, 12, 32, 512, "gte-modernbert-base")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert check_attention_memory(512, 12, 32, 512, "gte-modernbert-base") is None
+    monkeypatch.setattr(attention_memory, "available_memory_bytes", lambda: None)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert check_attention_memory(8192, 12, 32, 512, "unknown memory") is None
+
+
+def test_encoder_load_warns_when_the_configured_length_does_not_fit(tiny_export: Path, tmp_path, monkeypatch):
+    """At load (which the CLI's encode and serve go through): the export's max_seq_length, heads from config.json."""
+    monkeypatch.setattr(attention_memory, "available_memory_bytes", lambda: 2 * GIB)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        Encoder.load(tiny_export)  # 64 tokens: kilobytes
+    model = clone_dir(tiny_export, tmp_path / "long")
+    edit_json(model / "sentence_bert_config.json", max_seq_length=8192)
+    with pytest.warns(AttentionMemoryWarning, match=str(model)) as caught:
+        Encoder.load(model)
+    assert caught[0].filename == __file__  # points at the caller's load

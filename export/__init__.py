@@ -1,6 +1,7 @@
 """Export sentence-transformers models and cross-encoders to ONNX (needs the ``export`` extra and onnxruntime).
 
-The families are in ``embedrt.export.architectures``: BERT, XLM-RoBERTa, RoBERTa, CamemBERT, DistilBERT, MPNet.
+The families are in ``embedrt.export.architectures``: BERT, XLM-RoBERTa, RoBERTa, CamemBERT, DistilBERT, MPNet,
+ModernBERT.
 """
 
 from embedrt.export.exporter import ParityError, export

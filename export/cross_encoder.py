@@ -1,4 +1,4 @@
-"""Exporting a cross-encoder (a BertForSequenceClassification or XLMRobertaForSequenceClassification reranker).
+"""Exporting a cross-encoder (a Bert, XLM-R, RoBERTa, CamemBERT or ModernBert ForSequenceClassification reranker).
 
 Finding one in either layout, the CrossEncoder reference, calibration on text pairs, the score parity check.
 

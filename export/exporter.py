@@ -93,8 +93,8 @@ def export(
     """Export a sentence-transformers model or cross-encoder to ONNX variants; check each against PyTorch.
 
     The families are those of ``embedrt.export.architectures.families()``: BertModel, XLMRobertaModel,
-    RobertaModel, CamembertModel, DistilBertModel and MPNetModel embedders; Bert, XLM-R, RoBERTa and CamemBERT
-    ForSequenceClassification cross-encoders.
+    RobertaModel, CamembertModel, DistilBertModel, MPNetModel and ModernBertModel embedders; Bert, XLM-R,
+    RoBERTa, CamemBERT and ModernBert ForSequenceClassification cross-encoders.
 
     Args:
         src: a sentence-transformers model directory (or a hub id when a hub is reachable);

@@ -49,8 +49,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="embedrt",
-        description="Export sentence-transformers models (BERT, XLM-RoBERTa, RoBERTa, CamemBERT, DistilBERT, MPNet) "
-        "to ONNX and embed text with numpy + onnxruntime.",
+        description="Export sentence-transformers models (BERT, XLM-RoBERTa, RoBERTa, CamemBERT, DistilBERT, MPNet, "
+        "ModernBERT) to ONNX and embed text with numpy + onnxruntime.",
         epilog="Example: embedrt export && embedrt encode models/all-MiniLM-L6-v2 'Hello' 'Hi there'",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
@@ -59,8 +59,8 @@ def _parser() -> argparse.ArgumentParser:
         "export",
         help="convert a sentence-transformers model to ONNX files",
         description="Export the transformer (BertModel, XLMRobertaModel, RobertaModel, CamembertModel, "
-        "DistilBertModel, MPNetModel) of a sentence-transformers model or cross-encoder to ONNX variants, copy "
-        "its tokenizer and config files, and check every variant against the PyTorch reference.",
+        "DistilBertModel, MPNetModel, ModernBertModel) of a sentence-transformers model or cross-encoder to ONNX "
+        "variants, copy its tokenizer and config files, and check every variant against the PyTorch reference.",
     )
     exp.add_argument(
         "src",

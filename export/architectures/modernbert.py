@@ -22,8 +22,8 @@ model with the default thetas, silently: :func:`config_overrides` reads config.j
 keys into the 4.x ones (refusing a ``layer_types`` pattern that 4.x cannot express, or a rope type other than
 ``default``), and both the traced model and the sentence-transformers reference are loaded with them.
 
-transformers 5.7's masking utilities broke ``torch.onnx.export`` of this model, so the export refuses transformers
-versions outside the tested range (:data:`TESTED_TRANSFORMERS`).
+transformers 5.7's masking utilities broke ``torch.onnx.export`` of this model (5.25's trace and match), so the
+export refuses transformers versions outside the tested ranges (:data:`TESTED_TRANSFORMERS`).
 """
 
 from __future__ import annotations
@@ -35,9 +35,11 @@ from typing import Any
 from embedrt.config import read_json
 from embedrt.export.architectures import Architecture
 
-# transformers versions the ModernBERT export was tested with (ModernBERT arrived in 4.48): 4.57.6.
-TESTED_TRANSFORMERS = (">=4.48", "<5")
-TESTED_VERSIONS = "4.57.6"
+# transformers versions the ModernBERT export accepts (ModernBERT arrived in 4.48; 5.0 to 5.24 are refused: 5.7's
+# masking utilities fail in torch.onnx.export with an IndexError in sdpa_mask, 5.25 traces), and those tested.
+TESTED_TRANSFORMERS = ((4, 48), (5, 0)), ((5, 25), (6, 0))
+TESTED_VERSIONS = "4.57.6 (what CI runs) and 5.25.0; 5.7.0 fails to trace"
+PIP_COMMAND = 'pip install "transformers>=4.48,<5"'
 FULL, SLIDING = "full_attention", "sliding_attention"
 
 
@@ -46,15 +48,27 @@ def check_transformers_version(version: str | None = None) -> None:
     import transformers
 
     found = version if version is not None else transformers.__version__
-    release = tuple(int(part) for part in found.split("+")[0].split(".")[:2] if part.isdigit())
-    if (4, 48) <= release < (5, 0):
+    if any(low <= _release(found) < high for low, high in TESTED_TRANSFORMERS):
         return
-    spec = ",".join(TESTED_TRANSFORMERS)
     raise RuntimeError(
-        f"exporting ModernBERT needs transformers {spec} (tested with {TESTED_VERSIONS}); transformers {found} is "
-        f"installed (5.x's masking utilities break torch.onnx.export of this model, and ModernBERT is not in "
-        f'transformers before 4.48). Run: pip install "transformers{spec}"'
+        f"exporting ModernBERT needs transformers >=4.48,<5 or >=5.25,<6 (tested: {TESTED_VERSIONS}); "
+        f"transformers {found} is installed (ModernBERT is not in transformers before 4.48, and the masking "
+        f"utilities of 5.0 to 5.24 break torch.onnx.export of this model). Run: {PIP_COMMAND}"
     )
+
+
+def _release(version: str) -> tuple[int, int]:
+    """(major, minor) of a version string such as ``4.57.6`` or ``5.0.0rc1``."""
+    parts = [int("".join(c for c in part if c.isdigit()) or 0) for part in version.split("+")[0].split(".")[:2]]
+    major, minor = [*parts, 0, 0][:2]
+    return major, minor
+
+
+def reads_its_own_spelling() -> bool:
+    """Whether the installed transformers reads config.json's 5.x keys itself (5.x: no translation needed)."""
+    import transformers
+
+    return _release(transformers.__version__) >= (5, 0)
 
 
 def config_overrides(config_path: Path) -> dict[str, Any]:
@@ -110,7 +124,9 @@ class ModernBertArchitecture(Architecture):
         kwargs = {**kwargs, **self.config_overrides(model_dir)}
         if kwargs.get("attn_implementation") not in ("eager", "sdpa"):
             kwargs["attn_implementation"] = "eager"  # flash-attention's unpadded rotary does not trace
-        return super().load(model_dir, classifier, reference_compile=False, **kwargs)
+        if not reads_its_own_spelling():  # transformers 5 has no reference_compile (it never compiles by itself)
+            kwargs["reference_compile"] = False
+        return super().load(model_dir, classifier, **kwargs)
 
     def config_overrides(self, model_dir: Path) -> dict[str, Any]:
         """The config keys every load of the model in ``model_dir`` needs (see :func:`config_overrides`).
@@ -118,7 +134,8 @@ class ModernBertArchitecture(Architecture):
         Refuses a transformers version outside the tested range first: every load (the reference's too) comes here.
         """
         check_transformers_version()
-        return config_overrides(model_dir / "config.json")
+        overrides = config_overrides(model_dir / "config.json")  # validated under any version
+        return {} if reads_its_own_spelling() else overrides
 
 
 MODERNBERT = ModernBertArchitecture(

@@ -256,7 +256,8 @@ def usable_positions(hf_config: dict[str, Any]) -> int | None:
     """How many tokens the model's position table can place (None: no limit), from its config.json.
 
     max_position_embeddings, less ``pad_token_id + 1`` for XLM-R, RoBERTa and CamemBERT (514 -> 512, 8194 -> 8192)
-    and MPNet (pad id 1 whatever config.json says: 514 -> 512).
+    and MPNet (pad id 1 whatever config.json says: 514 -> 512); max_position_embeddings itself for the others
+    (BERT, DistilBERT, and ModernBERT, whose rotary positions never depend on its pad id: 8192).
     """
     positions = hf_config.get("max_position_embeddings", -1)
     if positions == -1:  # xlnet's way of saying: no limit

@@ -64,3 +64,24 @@ def test_encoder_load_warns_when_the_configured_length_does_not_fit(tiny_export:
     with pytest.warns(AttentionMemoryWarning, match=str(model)) as caught:
         Encoder.load(model)
     assert caught[0].filename == __file__  # points at the caller's load
+
+
+def test_reranker_load_warns_at_its_batch_of_32_pairs(tmp_path, minilm_dir, monkeypatch):
+    """Reranker.predict runs 32 pairs per call with no token budget: the estimate takes 32 at max_length."""
+    from conftest import save_hf_cross_encoder
+
+    from embedrt import Reranker
+    from embedrt.export import export
+
+    out = export(
+        save_hf_cross_encoder(tmp_path / "ce", minilm_dir, 1), tmp_path / "out", variants="fp32", progress=False
+    )
+    max_length = Reranker.load(out).max_length
+    need = attention_peak_bytes(32, max_length, 4)
+    monkeypatch.setattr(attention_memory, "available_memory_bytes", lambda: need)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        Reranker.load(out)
+    monkeypatch.setattr(attention_memory, "available_memory_bytes", lambda: need - 1)
+    with pytest.warns(AttentionMemoryWarning, match=f"32 text\\(s\\) per call x 4 heads x {max_length}"):
+        Reranker.load(out)

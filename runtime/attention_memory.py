@@ -16,8 +16,11 @@ from pathlib import Path
 FLOAT_BYTES = 4
 
 
-class AttentionMemoryWarning(ResourceWarning):
-    """The configured max_seq_length needs more memory for attention than the machine has available."""
+class AttentionMemoryWarning(UserWarning):
+    """The configured max_seq_length needs more memory for attention than the machine has available.
+
+    A UserWarning, which Python shows by default (a ResourceWarning would be hidden by the default filters).
+    """
 
 
 def attention_peak_bytes(batch: int, length: int, heads: int) -> int:

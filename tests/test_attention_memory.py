@@ -85,3 +85,23 @@ def test_reranker_load_warns_at_its_batch_of_32_pairs(tmp_path, minilm_dir, monk
     monkeypatch.setattr(attention_memory, "available_memory_bytes", lambda: need - 1)
     with pytest.warns(AttentionMemoryWarning, match=f"32 text\\(s\\) per call x 4 heads x {max_length}"):
         Reranker.load(out)
+
+
+def test_the_cli_shows_the_warning_by_default(tiny_export: Path, tmp_path):
+    """In a fresh interpreter with Python's default warning filters, `embedrt encode` prints it on stderr."""
+    import os
+    import subprocess
+    import sys
+
+    model = clone_dir(tiny_export, tmp_path / "long")
+    edit_json(model / "sentence_bert_config.json", max_seq_length=2_000_000)  # ~1.2 PiB of scores: never fits
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONWARNINGS"}
+    result = subprocess.run(
+        [sys.executable, "-m", "embedrt", "encode", str(model), "a short text"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "AttentionMemoryWarning" in result.stderr and "max_seq_length 2000000" in result.stderr

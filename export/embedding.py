@@ -77,12 +77,16 @@ class EmbeddingModel:
                 files[name] = FileDigest.of(out_dir / name)
         return files
 
-    def reference(self) -> np.ndarray:
-        """sentence-transformers' embeddings of the check sentences (PyTorch, CPU)."""
+    def sentence_transformer(self) -> Any:
+        """The model as sentence-transformers loads it (CPU), with the family's config overrides (ModernBERT's)."""
         from sentence_transformers import SentenceTransformer
 
         overrides = self.architecture.config_overrides(self.transformer_dir)
-        model = SentenceTransformer(str(self.source), device="cpu", config_kwargs=overrides or None)
+        return SentenceTransformer(str(self.source), device="cpu", config_kwargs=overrides or None)
+
+    def reference(self) -> np.ndarray:
+        """sentence-transformers' embeddings of the check sentences (PyTorch, CPU)."""
+        model = self.sentence_transformer()
         if model.max_seq_length > self.config.max_seq_length == self._usable_positions():
             # sentence-transformers caps at max_position_embeddings: past the usable positions (XLM-R's last two),
             # PyTorch fails with an index error, and embedrt truncates there instead.

@@ -85,9 +85,8 @@ def _recorded_source(manifest: Manifest, root: Path) -> Path:
 
 def verify(model_dir: str | Path, sts_file: str | Path | None = None, source: str | Path | None = None) -> VerifyReport:
     """Embed the STS sentences with every exported variant and with sentence-transformers on the CPU."""
-    from sentence_transformers import SentenceTransformer
-
     from embedrt import Encoder
+    from embedrt.export.embedding import EmbeddingModel
 
     root = Path(model_dir)
     manifest = Manifest.from_file(root / MANIFEST_NAME)
@@ -99,7 +98,9 @@ def verify(model_dir: str | Path, sts_file: str | Path | None = None, source: st
         raise FileNotFoundError(
             f"the source model {reference_dir} recorded in {root / MANIFEST_NAME} is gone; pass --source DIR"
         )
-    reference = np.asarray(SentenceTransformer(str(reference_dir), device="cpu").encode(sentences, batch_size=32))
+    # As the export loaded it: a ModernBERT config in transformers 5.x's spelling is translated the same way.
+    model = EmbeddingModel.read(reference_dir).sentence_transformer()
+    reference = np.asarray(model.encode(sentences, batch_size=32))
     rows = []
     for variant, info in manifest.variants.items():
         about: dict[str, Any] = {"recipe": info.recipe, "size_bytes": info.size_bytes}

@@ -311,7 +311,7 @@ def test_which_fusions_apply(exports):
 # ---------------------------------------------------------------- config.json: transformers 5.x's spelling
 
 
-def test_transformers5_config_spelling_is_translated(sources, tmp_path, texts):
+def test_transformers5_config_spelling_is_translated(sources, tmp_path, texts, sts_test_file):
     """A config.json with layer_types + rope_parameters (and a misleading global_attn_every_n_layers 1): transformers
     4.57 alone would build another model (default thetas, every layer global); the export translates the keys and
     gives the vectors of the model they describe."""
@@ -336,6 +336,10 @@ def test_transformers5_config_spelling_is_translated(sources, tmp_path, texts):
     assert np.abs(untranslated - want).max() >= 1e-2  # 4.57 reading the 5.x keys alone: another model
     out = export(source, tmp_path / "out", variants="fp32", progress=False)
     assert np.abs(Encoder.load(out).encode(part) - want).max() <= 2e-6
+    from embedrt.export.verify import verify
+
+    report = verify(out, sts_test_file)  # its reference is translated the same way
+    assert report.ok and report.rows[0].figures is not None and report.rows[0].figures.max_abs_diff <= 2e-6
 
 
 @pytest.mark.parametrize(

@@ -272,6 +272,25 @@ def test_no_variant_gives_nan_or_inf_in_padded_or_real_rows(exports, shape):
         assert np.isfinite(Encoder.load(out, variant=variant.value).encode(texts)).all(), variant
 
 
+def test_no_query_row_has_every_key_masked(sources):
+    """The exported model lets every query see its own key on local layers: a padded query far from every real
+    token keeps a finite row (fp16 clips the mask to -65504, where a row of -inf would be NaN and spread to real
+    rows through probabilities @ values), and the masks of real queries are transformers' own."""
+    import torch
+
+    from embedrt.export.architectures.modernbert import MODERNBERT
+
+    model = MODERNBERT.load(sources["gte"], classifier=False, attn_implementation="eager")
+    mask = torch.tensor([[1] * 40, [1] * 3 + [0] * 37, [1] * 20 + [0] * 20])
+    global_mask, sliding = model._update_attention_mask(mask, False)
+    want_global, want_sliding = type(model)._update_attention_mask(model, mask, False)
+    assert bool((want_sliding.max(-1).values < -1e30).any())  # transformers' own: rows with every key masked
+    assert bool((sliding.max(-1).values == 0).all())
+    assert torch.equal(global_mask, want_global)
+    for row, length in enumerate((40, 3, 20)):
+        assert torch.equal(sliding[row, :, :length], want_sliding[row, :, :length])  # every real query's keys
+
+
 def test_graph_inputs_are_ids_and_mask_only(exports):
     import onnx
 

@@ -18,41 +18,68 @@ keep transformers' path. Traceable by ``torch.onnx.export(dynamo=False)`` with d
 from __future__ import annotations
 
 import types
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from torch import nn
 
-__all__ = ["banded_attention", "patch_local_attention"]
+__all__ = ["BandMask", "band_mask", "banded_attention", "patch_local_attention"]
 
 # Set on a patched ModernBertModel, so that patching twice is a no-op.
 _PATCHED = "_embedrt_banded_local_attention"
 
 
-def banded_attention(
-    query: torch.Tensor,
-    key: torch.Tensor,
-    value: torch.Tensor,
-    key_mask: torch.Tensor,
-    window: int,
-    scale: float,
-) -> torch.Tensor:
-    """Attention of each position to the keys within ``window`` positions of it (inclusive), and not masked.
+class BandMask(NamedTuple):
+    """The additive mask of the band, built once per forward pass and shared by the local layers."""
 
-    ``query``, ``key``, ``value``: [batch, heads, length, head_dim]; ``key_mask``: [batch, length], 1 (or True)
-    for the keys to attend to, as transformers' 2D attention mask. Returns [batch, heads, length, head_dim].
-    Scores are ``(query @ key^T) * scale`` plus an additive mask of 0 or ``finfo.min``, softmaxed in float32
-    and cast back, as transformers' eager attention computes them.
+    additive: torch.Tensor  # [batch, 1, chunks, c, 3c]: 0 where query a of chunk k may see key slot b, else min
+    has_key: torch.Tensor  # [batch, 1, length, 1]: whether a query has any key to see in its band
+    window: int  # keys up to this far from the query are seen (local_attention // 2); also the chunk size c
+
+
+def band_mask(key_mask: torch.Tensor, window: int, dtype: torch.dtype) -> BandMask:
+    """The band's mask: query i sees key j where ``|i - j| <= window`` and ``key_mask[j] == 1``.
+
+    ``key_mask`` is [batch, length], 1 (or True) for the keys to attend to, as transformers' 2D attention mask.
+    Queries are cut into chunks of c = ``window`` positions; the window of chunk k is the keys of chunks k - 1,
+    k and k + 1 (3c slots), positions before 0 and past the end never seen.
     """
     if window < 1:
         raise ValueError(f"window must be at least 1 position, got {window}")
-    c = window  # chunk of queries; its keys are the chunks before, at and after it (3c keys)
-    batch, heads, length, head_dim = query.shape
+    c = window
+    batch, length = key_mask.shape
     chunks = (length + c - 1) // c  # traced from the shape under torch.onnx.export: no length is baked in
+    # Padding by constants and slicing to the multiple of c keeps the pad amounts out of the graph.
+    valid = nn.functional.pad((key_mask == 1).to(torch.uint8), (c, 2 * c - 1))[:, : (chunks + 2) * c]
+    valid = valid.reshape(batch, chunks + 2, c)
+    valid = torch.cat((valid[:, :-2], valid[:, 1:-1], valid[:, 2:]), dim=2)  # [batch, chunks, 3c]
+    # Query a of a chunk sits at key slot a + c of its window: the band is |b - (a + c)| <= window, the same for
+    # every chunk, so it is a constant [c, 3c] table.
+    rows = torch.arange(c).unsqueeze(1) + c
+    cols = torch.arange(3 * c).unsqueeze(0)
+    band = (cols - rows).abs() <= window
+    allowed = band.unsqueeze(0).unsqueeze(0) & valid.unsqueeze(2).bool()  # [batch, chunks, c, 3c]
+    additive = torch.zeros((), dtype=dtype).masked_fill(~allowed, torch.finfo(dtype).min).unsqueeze(1)
+    has_key = allowed.any(dim=-1).reshape(batch, 1, chunks * c, 1)[:, :, :length]
+    return BandMask(additive, has_key, window)
+
+
+def banded_attention(
+    query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, mask: BandMask, scale: float
+) -> torch.Tensor:
+    """Attention of each position to the keys ``mask`` lets it see (see :func:`band_mask`), in the band only.
+
+    ``query``, ``key``, ``value``: [batch, heads, length, head_dim]; returns the same shape. Scores are
+    ``(query @ key^T) * scale`` plus the additive mask (0 or ``finfo.min``), softmaxed in float32 and cast back,
+    as transformers' eager attention computes them. A query that sees no key gets what transformers' row of L
+    ``finfo.min`` scores gives: uniform weights over all L positions, the mean of V.
+    """
+    c = mask.window
+    batch, heads, length, head_dim = query.shape
+    chunks = (length + c - 1) // c
     padded = chunks * c
 
     def chunk_queries(x: torch.Tensor) -> torch.Tensor:
-        # Padding by c - 1 (a constant) and slicing to the multiple of c keeps the pad amount out of the graph.
         x = nn.functional.pad(x, (0, 0, 0, c - 1))[:, :, :padded]
         return x.reshape(batch, heads, chunks, c, head_dim)
 
@@ -62,26 +89,12 @@ def banded_attention(
         x = x.reshape(batch, heads, chunks + 2, c, head_dim)
         return torch.cat((x[:, :, :-2], x[:, :, 1:-1], x[:, :, 2:]), dim=3)  # [batch, heads, chunks, 3c, dim]
 
-    # Key validity in the same windows; positions before 0 and past the end are invalid (padding of zeros).
-    valid = nn.functional.pad((key_mask == 1).to(torch.uint8), (c, 2 * c - 1))[:, : padded + 2 * c]
-    valid = valid.reshape(batch, chunks + 2, c)
-    valid = torch.cat((valid[:, :-2], valid[:, 1:-1], valid[:, 2:]), dim=2)  # [batch, chunks, 3c]
-    # Query a of a chunk sits at key slot a + c of its window: the band is |b - (a + c)| <= window, the same for
-    # every chunk, so it is a constant [c, 3c] table.
-    rows = torch.arange(c).unsqueeze(1) + c
-    cols = torch.arange(3 * c).unsqueeze(0)
-    band = (cols - rows).abs() <= window
-    allowed = band.unsqueeze(0).unsqueeze(0) & valid.unsqueeze(2).bool()  # [batch, chunks, c, 3c]
-    lowest = torch.finfo(query.dtype).min
-    mask = torch.zeros((), dtype=query.dtype).masked_fill(~allowed, lowest).unsqueeze(1)  # + heads axis
-
     scores = torch.matmul(chunk_queries(query), key_windows(key).transpose(-1, -2)) * scale
-    weights = nn.functional.softmax(scores + mask, dim=-1, dtype=torch.float32).to(query.dtype)
+    weights = nn.functional.softmax(scores + mask.additive, dim=-1, dtype=torch.float32).to(query.dtype)
     out = torch.matmul(weights, key_windows(value)).reshape(batch, heads, padded, head_dim)[:, :, :length]
-
-    # Rows with no allowed key: transformers' row is all finfo.min over the L keys, a uniform softmax.
-    has_key = allowed.any(dim=-1).reshape(batch, 1, padded, 1)[:, :, :length]
-    return torch.where(has_key, out, value.mean(dim=2, keepdim=True))
+    # The mean of V as a MatMul by 1/L weights: onnxruntime's ReduceMean over a middle axis is slower.
+    uniform = torch.ones_like(mask.has_key[:1], dtype=value.dtype).transpose(-1, -2) / length  # [1, 1, 1, L]
+    return torch.where(mask.has_key, out, torch.matmul(uniform, value))
 
 
 def _banded_forward(
@@ -89,8 +102,8 @@ def _banded_forward(
 ) -> tuple[torch.Tensor, ...]:
     """ModernBertAttention.forward for a local layer, with the banded attention in place of the L x L one.
 
-    ``kwargs["sliding_window_mask"]`` is the 2D key mask [batch, length] here (patch_local_attention makes the
-    model pass it), not transformers' L x L sliding-window mask.
+    ``kwargs["sliding_window_mask"]`` is a :class:`BandMask` here (patch_local_attention makes the model pass
+    it), not transformers' L x L sliding-window mask.
     """
     from transformers.models.modernbert.modeling_modernbert import apply_rotary_pos_emb
 
@@ -105,24 +118,23 @@ def _banded_forward(
     cos, sin = self.rotary_emb(qkv, position_ids=kwargs.get("position_ids"))
     query, key, value = qkv.transpose(3, 1).unbind(dim=2)  # [batch, heads, length, head_dim], as eager does
     query, key = apply_rotary_pos_emb(query, key, cos, sin)
-    out = banded_attention(
-        query, key, value, kwargs["sliding_window_mask"], self.local_attention[0], self.head_dim**-0.5
-    )
+    out = banded_attention(query, key, value, kwargs["sliding_window_mask"], self.head_dim**-0.5)
     out = out.transpose(1, 2).contiguous().view(bs, -1, self.all_head_size)
     return (self.out_drop(self.Wo(out)),)
 
 
 def _update_attention_mask(
     self: Any, attention_mask: torch.Tensor, output_attentions: bool
-) -> tuple[torch.Tensor, torch.Tensor]:
+) -> tuple[torch.Tensor, BandMask]:
     """ModernBertModel._update_attention_mask without the L x L sliding-window mask.
 
-    The global layers get transformers' 4D mask as before; the local layers get the 2D key mask in the
-    ``sliding_window_mask`` slot, from which banded_attention builds its [chunks, c, 3c] mask.
+    The global layers get transformers' 4D mask as before; the local layers get a :class:`BandMask` (built once
+    here for all of them) in the ``sliding_window_mask`` slot.
     """
     from transformers.modeling_attn_mask_utils import _prepare_4d_attention_mask
 
-    return _prepare_4d_attention_mask(attention_mask, self.dtype), attention_mask
+    band = band_mask(attention_mask, self.config.local_attention // 2, self.dtype)
+    return _prepare_4d_attention_mask(attention_mask, self.dtype), band
 
 
 def patch_local_attention(model: nn.Module) -> int:

@@ -41,7 +41,7 @@ class BandMask(NamedTuple):
     keys: torch.Tensor  # [n * K]: the position of each key slot (the last position past the end)
 
 
-def _minimum(a: Any, b: Any) -> torch.Tensor:
+def _minimum(a: Any, b: Any) -> Any:  # a 0-d tensor, used as a size (torch's stubs want ints there)
     # Python's min() on sizes traced as tensors would bake the trace's lengths into the graph.
     return torch.minimum(torch.as_tensor(a), torch.as_tensor(b))
 
@@ -160,11 +160,12 @@ def patch_local_attention(model: nn.Module) -> int:
             f"banded local attention replaces the eager/sdpa path, not {implementation!r}: "
             'load the model with attn_implementation="eager"'
         )
-    local = [layer.attn for layer in base.layers if layer.attn.local_attention != (-1, -1)]
+    layers: Any = base.layers
+    local = [layer.attn for layer in layers if layer.attn.local_attention != (-1, -1)]
     if getattr(base, _PATCHED, False):
         return len(local)
     for attn in local:
         attn.forward = types.MethodType(_banded_forward, attn)
-    base._update_attention_mask = types.MethodType(_update_attention_mask, base)
+    base._update_attention_mask = types.MethodType(_update_attention_mask, base)  # type: ignore[method-assign]
     setattr(base, _PATCHED, True)
     return len(local)

@@ -25,8 +25,6 @@ from torch import nn
 
 __all__ = ["BandMask", "band_mask", "banded_attention", "patch_local_attention"]
 
-# Scores more than this far below their row's maximum are raised to it before the softmax (see banded_attention).
-_LIFT = 80.0
 # Set on a patched ModernBertModel, so that patching twice is a no-op.
 _PATCHED = "_embedrt_banded_local_attention"
 
@@ -85,9 +83,8 @@ def banded_attention(
 
     ``query``, ``key``, ``value``: [batch, heads, length, head_dim]; returns the same shape. Scores are
     ``(query @ key^T) * scale`` plus the additive mask (0 or ``finfo.min``), softmaxed in float32 and cast back,
-    as transformers' eager attention computes them (up to 1.8e-35 per weight, see below). A query that sees no
-    key gets what transformers' row of L ``finfo.min`` scores gives: uniform weights over all L positions, the
-    mean of V.
+    as transformers' eager attention computes them. A query that sees no key gets what transformers' row of L
+    ``finfo.min`` scores gives: uniform weights over all L positions, the mean of V.
     """
     batch, heads, length, head_dim = query.shape
     _, _, n, c, slots = mask.additive.shape
@@ -95,13 +92,6 @@ def banded_attention(
     keys = key.index_select(2, mask.keys).reshape(batch, heads, n, slots, head_dim)
     values = value.index_select(2, mask.keys).reshape(batch, heads, n, slots, head_dim)
     scores = torch.matmul(chunked, keys.transpose(-1, -2)) * scale + mask.additive
-    # onnxruntime's Softmax is several times slower on rows holding scores far below their maximum (finfo.min
-    # slots: exp() then yields denormals or clamps), and a third of every row's slots are outside the band.
-    # Lifting every score to at least max - 80 changes no weight by more than exp(-80) = 1.8e-35 (a normal
-    # float: a slot that weighed 0 now weighs that much), and a row of only finfo.min stays as it was.
-    # TopK rather than ReduceMax for the row maximum: ReduceMax's axes moved from attribute to input in opset 18,
-    # and embedrt's int8 pass raises the graph's opset to 21 without rewriting them.
-    scores = torch.maximum(scores, scores.topk(1, dim=-1).values - _LIFT)
     weights = nn.functional.softmax(scores, dim=-1, dtype=torch.float32).to(query.dtype)
     out = torch.matmul(weights, values).reshape(batch, heads, n * c, head_dim)[:, :, :length]
     # The mean of V as a MatMul by 1/L weights: onnxruntime's ReduceMean over a middle axis is slower.

@@ -112,9 +112,29 @@ def test_the_band_is_inclusive_and_local_layers_see_nothing_past_it():
     assert changed == list(range(15 - window, 15 + window + 1))
 
 
+def test_sdpa_model_patched_matches_transformers_eager():
+    """Loaded with SDPA, the global layers keep SDPA and the local ones go banded; eager is the reference."""
+    reference, _ = pair(tiny_config(8, 2))
+    torch.manual_seed(0)
+    sdpa = ModernBertModel(tiny_config(8, 2, attn_implementation="sdpa")).eval()
+    sdpa.load_state_dict(reference.state_dict())
+    patch_local_attention(sdpa)
+    for length in (3, 40, 77):
+        ids, mask = mixed_batch(length, seed=length)
+        ids, mask = ids[:4], mask[:4]  # SDPA's fully masked rows differ from eager's in transformers itself
+        with torch.no_grad():
+            expected = reference(input_ids=ids, attention_mask=mask).last_hidden_state
+            got = sdpa(input_ids=ids, attention_mask=mask).last_hidden_state
+        assert float((expected - got).abs().max()) <= TOLERANCE
+
+
 def test_patch_refuses_what_it_cannot_do():
     with pytest.raises(TypeError, match="ModernBertModel"):
         patch_local_attention(torch.nn.Linear(2, 2))
+    flash = ModernBertModel(tiny_config(8, 2)).eval()
+    flash.config._attn_implementation = "flash_attention_2"
+    with pytest.raises(ValueError, match="flash_attention_2"):
+        patch_local_attention(flash)
     _, patched = pair(tiny_config(8, 2))
     ids, mask = mixed_batch(10, seed=1)
     with pytest.raises(ValueError, match="output_attentions"):

@@ -277,3 +277,40 @@ def test_int8_quantization_of_the_banded_graph(exported, tmp_path):
         a, b = expected[real], got[real]
         cosine = (a * b).sum(-1) / np.linalg.norm(a, axis=-1) / np.linalg.norm(b, axis=-1)
         assert cosine.min() >= 0.999
+
+
+def test_exported_patched_sequence_classifier_matches_torch(tmp_path):
+    """A cross-encoder's trace (logits out), patched through its .model, at lengths the trace did not see."""
+    config = tiny_config(8, 3, num_labels=1, classifier_pooling="cls")
+    reference, patched = pair(config, ModernBertForSequenceClassification)
+
+    class Logits(torch.nn.Module):
+        def __init__(self, model: torch.nn.Module) -> None:
+            super().__init__()
+            self.model = model
+
+        def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+            return self.model(input_ids=input_ids, attention_mask=attention_mask).logits
+
+    dummy = torch.full((2, 8), 2, dtype=torch.long)
+    names = ["input_ids", "attention_mask", "logits"]
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            Logits(patched),
+            (dummy, torch.ones_like(dummy)),
+            str(tmp_path / "cross.onnx"),
+            input_names=names[:2],
+            output_names=names[2:],
+            dynamic_axes={"input_ids": {0: "batch", 1: "sequence"}, "attention_mask": {0: "batch", 1: "sequence"}},
+            opset_version=17,
+            dynamo=False,
+        )
+    session = ort.InferenceSession(str(tmp_path / "cross.onnx"), providers=["CPUExecutionProvider"])
+    for length in (1, 13, 150):
+        ids, mask = mixed_batch(length, seed=length)
+        with torch.no_grad():
+            expected = reference(input_ids=ids, attention_mask=mask).logits.numpy()
+        got = session.run(None, {"input_ids": ids.numpy(), "attention_mask": mask.numpy()})[0]
+        assert np.isfinite(got).all()
+        assert float(np.abs(expected - got).max()) <= TOLERANCE

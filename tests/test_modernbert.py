@@ -272,23 +272,29 @@ def test_no_variant_gives_nan_or_inf_in_padded_or_real_rows(exports, shape):
         assert np.isfinite(Encoder.load(out, variant=variant.value).encode(texts)).all(), variant
 
 
-def test_no_query_row_has_every_key_masked(sources):
-    """The exported model lets every query see its own key on local layers: a padded query far from every real
-    token keeps a finite row (fp16 clips the mask to -65504, where a row of -inf would be NaN and spread to real
-    rows through probabilities @ values), and the masks of real queries are transformers' own."""
+def test_the_export_traces_the_banded_local_attention(sources):
+    """The model the export traces computes its local layers in the band (export/banded_attention.py) and builds
+    no L x L sliding mask; its global layers keep transformers' mask, and its output is transformers' own."""
     import torch
+    from transformers import ModernBertModel
 
     from embedrt.export.architectures.modernbert import MODERNBERT
+    from embedrt.export.banded_attention import BandMask
 
     model = MODERNBERT.load(sources["gte"], classifier=False, attn_implementation="eager")
+    plain = ModernBertModel.from_pretrained(str(sources["gte"]), attn_implementation="eager").eval()
     mask = torch.tensor([[1] * 40, [1] * 3 + [0] * 37, [1] * 20 + [0] * 20])
-    global_mask, sliding = model._update_attention_mask(mask, False)
-    want_global, want_sliding = type(model)._update_attention_mask(model, mask, False)
-    assert bool((want_sliding.max(-1).values < -1e30).any())  # transformers' own: rows with every key masked
-    assert bool((sliding.max(-1).values == 0).all())
+    global_mask, band = model._update_attention_mask(mask, False)
+    want_global, _ = type(model)._update_attention_mask(model, mask, False)
+    assert isinstance(band, BandMask)
     assert torch.equal(global_mask, want_global)
+    ids = torch.randint(5, 1000, mask.shape)
+    with torch.no_grad():
+        got = model(input_ids=ids, attention_mask=mask).last_hidden_state
+        want = plain(input_ids=ids, attention_mask=mask).last_hidden_state
+    assert torch.isfinite(got).all()
     for row, length in enumerate((40, 3, 20)):
-        assert torch.equal(sliding[row, :, :length], want_sliding[row, :, :length])  # every real query's keys
+        torch.testing.assert_close(got[row, :length], want[row, :length], rtol=0, atol=1e-5)
 
 
 def test_graph_inputs_are_ids_and_mask_only(exports):

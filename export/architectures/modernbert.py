@@ -115,33 +115,6 @@ def _every_n(layer_types: object, config_path: Path) -> int:
     )
 
 
-def _masks_keeping_the_diagonal(self: Any, attention_mask: Any, output_attentions: bool) -> Any:
-    """The masks of transformers 4.x's ``_update_attention_mask``, each query allowed its own key when sliding.
-
-    A padded query further than ``local_attention // 2`` from every real token has all its keys masked. In fp32 its
-    row stays finite (scores plus float32's min), but in fp16 the min is clipped to -65504 and a score below -16
-    makes the sum -inf: a row of -inf is NaN after softmax, and a NaN value row spreads to real rows through
-    ``probabilities @ values`` (0 x NaN is NaN). Letting each query see itself keeps that row finite; real rows are
-    unchanged (their own key is already allowed, and no real query gains a padded key).
-    """
-    import torch
-
-    global_mask, sliding = type(self)._update_attention_mask(self, attention_mask, output_attentions)
-    positions = torch.arange(sliding.shape[-1], device=sliding.device)
-    diagonal = (positions[:, None] == positions[None, :])[None, None]
-    return global_mask, sliding.masked_fill(diagonal, 0.0)
-
-
-def keep_the_diagonal(model: Any) -> Any:
-    """Install :func:`_masks_keeping_the_diagonal` on ``model``'s ModernBertModel (transformers 4.x only)."""
-    import types
-
-    inner = getattr(model, "model", model)  # ModernBertForSequenceClassification holds it as .model
-    if hasattr(type(inner), "_update_attention_mask"):
-        inner._update_attention_mask = types.MethodType(_masks_keeping_the_diagonal, inner)
-    return model
-
-
 @dataclass(frozen=True)
 class ModernBertArchitecture(Architecture):
     """ModernBERT: loaded with the 5.x config keys translated, eager attention, no torch.compile."""
@@ -153,7 +126,15 @@ class ModernBertArchitecture(Architecture):
             kwargs["attn_implementation"] = "eager"  # flash-attention's unpadded rotary does not trace
         if not reads_its_own_spelling():  # transformers 5 has no reference_compile (it never compiles by itself)
             kwargs["reference_compile"] = False
-        return keep_the_diagonal(super().load(model_dir, classifier, **kwargs))
+        model = super().load(model_dir, classifier, **kwargs)
+        if not reads_its_own_spelling():
+            # The local layers' attention in the band only: 1.7x the whole model at 2,048 tokens, no L x L mask
+            # (benchmarks/modernbert_attention.py). Its padded rows stay finite in fp16 too, where transformers'
+            # L x L mask clipped to -65504 makes a padded row -inf, NaN after softmax, spreading through P @ V.
+            from embedrt.export.banded_attention import patch_local_attention
+
+            patch_local_attention(model)
+        return model
 
     def config_overrides(self, model_dir: Path) -> dict[str, Any]:
         """The config keys every load of the model in ``model_dir`` needs (see :func:`config_overrides`).

@@ -7,26 +7,36 @@ shared by tests/test_bpe_tokenizer.py and benchmarks/tokenizer_speed.py, so no m
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 ROBERTA_SPECIALS = ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]
 MODERNBERT_SPECIALS = ["[UNK]", "[CLS]", "[SEP]", "[PAD]", "[MASK]"]
 
 
-def train_bpe(lines: Sequence[str], vocab_size: int, specials: Sequence[str], **model_options: object):
-    """A ``tokenizers.Tokenizer`` with a byte-level BPE model trained on ``lines`` (GPT-2's ByteLevel regex)."""
+def train_bpe(
+    lines: Sequence[str],
+    vocab_size: int,
+    specials: Sequence[str],
+    trainer_options: Mapping[str, Any] | None = None,
+    **model_options: Any,
+):
+    """A ``tokenizers.Tokenizer`` with a byte-level BPE model trained on ``lines`` (GPT-2's ByteLevel regex).
+
+    ``model_options`` go to ``models.BPE`` (and the subword affixes to the trainer too); ``trainer_options`` to
+    ``BpeTrainer`` (over the full byte alphabet by default).
+    """
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
-    tok = Tokenizer(models.BPE(**model_options))  # type: ignore[arg-type]
+    tok = Tokenizer(models.BPE(**model_options))
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
+    options: dict[str, Any] = {"initial_alphabet": pre_tokenizers.ByteLevel.alphabet()}
+    options.update({k: v for k, v in model_options.items() if k in ("continuing_subword_prefix", "end_of_word_suffix")})
+    options.update(trainer_options or {})
     trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size,
-        min_frequency=2,
-        special_tokens=list(specials),
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        show_progress=False,
+        vocab_size=vocab_size, min_frequency=2, special_tokens=list(specials), show_progress=False, **options
     )
     tok.train_from_iterator(lines, trainer=trainer)
     return tok

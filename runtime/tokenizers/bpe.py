@@ -10,7 +10,8 @@ The reference is ``transformers.AutoTokenizer`` (Rust ``tokenizers`` 0.22) on a 
 3. ``ByteLevel`` (``pre_tokenizers/byte_level.py``): GPT-2's regex splits the segment into words, and each word's
    UTF-8 bytes become GPT-2's printable characters.
 4. BPE on each word: its characters' ids, then the merge of lowest rank among adjacent pairs (the leftmost on a
-   tie), again and again; ``ignore_merges`` takes a word found whole in the vocabulary as is. Cached per word.
+   tie), again and again; ``ignore_merges`` takes a word found whole in the vocabulary as is. Cached per piece
+   (before the byte mapping, which a cache hit skips).
 5. The post-processor (RobertaProcessing ``<s> A </s>``, TemplateProcessing ``[CLS] A [SEP]``, or ByteLevel /
    none: nothing) around the ids after truncation.
 
@@ -36,7 +37,7 @@ from embedrt.tokenizers.transformers_view import BPE_CLASSES, TransformersView
 
 __all__ = ["BPETokenizer"]
 
-# Words longer than this are never cached: real words are shorter, and a long run of letters would otherwise be
+# Pieces longer than this are never cached: real words are shorter, and a long run of letters would otherwise be
 # kept whole.
 _CACHED_WORD_CHARS = 100
 # Past this many symbols a word is merged with a heap (n log n) rather than by rescanning its pairs (n squared).
@@ -64,11 +65,10 @@ def _merge_pairs(spec: Mapping[str, Any], where: str) -> list[tuple[str, str]]:
     return pairs
 
 
-class _BPE(dict[str, "tuple[int, ...]"]):
-    """BPE ids per byte-level word, as tokenizers' ``BPE::tokenize``; the dict is the cache."""
+class _BPE:
+    """BPE ids of a byte-level word, as tokenizers' ``BPE::tokenize``."""
 
     def __init__(self, spec: Mapping[str, Any], source: str) -> None:
-        super().__init__()
         where = f"{source}: model"
         vocab = require(spec, "vocab", where, Mapping)
         self.ids: dict[str, int] = {}
@@ -105,14 +105,11 @@ class _BPE(dict[str, "tuple[int, ...]"]):
         self._bytes = [self.ids.get(f"<0x{b:02X}>") for b in range(256)]
         self._source = source
         self._plain = self.prefix is None and self.suffix is None  # a character's id is ids[char]
-        self._chars = 0  # characters of the cached words
 
-    def __missing__(self, word: str) -> tuple[int, ...]:
+    def word_ids(self, word: str) -> tuple[int, ...]:
+        """The ids of one byte-level word."""
         found = self.ids.get(word) if self.ignore_merges else None
-        ids = (found,) if found is not None else tuple(self._merge(self._symbols(word)))
-        if len(word) <= _CACHED_WORD_CHARS:
-            self._chars = cache_add(self, word, ids, self._chars)
-        return ids
+        return (found,) if found is not None else tuple(self._merge(self._symbols(word)))
 
     def _unk_id(self) -> int:
         assert self.unk_token is not None
@@ -212,6 +209,22 @@ class _BPE(dict[str, "tuple[int, ...]"]):
         return [s for s, keep in zip(symbols, alive, strict=True) if keep]
 
 
+class _PieceCache(dict[str, "tuple[int, ...]"]):
+    """Ids per pre-tokenized piece (before the byte mapping, which a hit skips); the dict is the cache."""
+
+    def __init__(self, byte_level: ByteLevel, model: _BPE) -> None:
+        super().__init__()
+        self._byte_level = byte_level
+        self._model = model
+        self._chars = 0  # characters of the cached pieces
+
+    def __missing__(self, piece: str) -> tuple[int, ...]:
+        ids = self._model.word_ids(self._byte_level.word(piece))
+        if len(piece) <= _CACHED_WORD_CHARS:
+            self._chars = cache_add(self, piece, ids, self._chars)
+        return ids
+
+
 # ---------------------------------------------------------------- the tokenizer
 
 
@@ -261,6 +274,7 @@ class BPETokenizer(BatchEncoder):
             data.get("pre_tokenizer"), source, None if view is None else view.add_prefix_space
         )
         self._model = _BPE(model, source)
+        self._pieces = _PieceCache(self._byte_level, self._model)
         self._template = _template(data.get("post_processor"), source)
         self._added = AddedVocabulary()
         where = f"{source}: added_tokens"
@@ -432,5 +446,4 @@ class BPETokenizer(BatchEncoder):
         return ids
 
     def _encode_words(self, segment: str) -> list[int]:
-        model = self._model
-        return list(chain.from_iterable(map(model.__getitem__, self._byte_level.words(segment))))
+        return list(chain.from_iterable(map(self._pieces.__getitem__, self._byte_level.pieces(segment))))

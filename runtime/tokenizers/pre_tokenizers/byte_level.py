@@ -114,11 +114,18 @@ class ByteLevel:
             raise TokenizerError(f"{where}.pretokenizers[1]: ByteLevel after a Split must set use_regex false")
         return cls(prefix_pieces=bool(byte_level.get("add_prefix_space", True)))
 
-    def words(self, segment: str) -> list[str]:
-        """The byte-level words of one normalized segment (between added tokens), in order."""
+    def pieces(self, segment: str) -> list[str]:
+        """The pieces of one normalized segment (between added tokens), in order, before the byte mapping."""
         if self.prefix_first and not segment.startswith(" "):
             segment = " " + segment
-        pieces = _SPLIT.findall(segment) if self.split else [segment]
-        if self.prefix_pieces:
-            pieces = [p if p.startswith(" ") else " " + p for p in pieces]
-        return [p.encode("utf-8").decode("latin-1").translate(_TRANSLATE) for p in pieces]
+        return _SPLIT.findall(segment) if self.split else [segment]
+
+    def word(self, piece: str) -> str:
+        """A piece's byte-level word: its UTF-8 bytes as GPT-2's characters (after the prefix space, if any)."""
+        if self.prefix_pieces and not piece.startswith(" "):
+            piece = " " + piece
+        return piece.encode("utf-8").decode("latin-1").translate(_TRANSLATE)
+
+    def words(self, segment: str) -> list[str]:
+        """The byte-level words of one normalized segment, in order."""
+        return [self.word(p) for p in self.pieces(segment)]

@@ -97,11 +97,10 @@ class _BPE:
             # The merged token drops the right part's continuing_subword_prefix: its first bytes, as the reference
             # slices them.
             merged = a + b.encode("utf-8")[skip:].decode("utf-8", errors="replace")
-            ids = [self.ids.get(t) for t in (a, b, merged)]
-            if None in ids:
-                missing = [t for t, i in zip((a, b, merged), ids, strict=True) if i is None]
+            missing = [t for t in (a, b, merged) if t not in self.ids]
+            if missing:
                 raise TokenizerError(f"{where}: merges[{rank}] ({a!r}, {b!r}): {missing[0]!r} is not in the vocabulary")
-            self.merges[(ids[0], ids[1])] = (rank, ids[2])  # type: ignore[index]
+            self.merges[(self.ids[a], self.ids[b])] = (rank, self.ids[merged])
         self._bytes = [self.ids.get(f"<0x{b:02X}>") for b in range(256)]
         self._source = source
         self._plain = self.prefix is None and self.suffix is None  # a character's id is ids[char]
@@ -122,10 +121,10 @@ class _BPE:
         """``merge_word`` before merging: each character's id (with prefix / suffix), byte pieces or unknown."""
         ids = self.ids
         if self._plain:
-            symbols = [ids.get(c) for c in word]
-            if None not in symbols:
-                return symbols  # type: ignore[return-value]
-        symbols = []
+            plain = [ids.get(c) for c in word]
+            if None not in plain:
+                return plain  # type: ignore[return-value]
+        symbols: list[int] = []
         unk: int | None = None  # a pending unknown token, added once the next known character comes
         last = len(word) - 1
         for i, char in enumerate(word):

@@ -294,7 +294,8 @@ class BPETokenizer(BatchEncoder):
         self._cuttable = (
             not self._normalizer.steps
             and self._byte_level.split
-            and not any(" " in p for p in self._added.patterns)
+            # A run of two or more spaces (ModernBERT's added tokens) never matches at a lone space.
+            and not any(" " in p and (p.strip(" ") or len(p) < 2) for p in self._added.patterns)
             and not any(t.lstrip and t.content[:1].isascii() and t.content[:1].isalnum() for t in tokens)
             and not any(t.rstrip and t.content[-1:].isascii() and t.content[-1:].isalnum() for t in tokens)
         )
@@ -399,9 +400,10 @@ class BPETokenizer(BatchEncoder):
         """The first (or last) cut in [lo, hi), or -1: just before a space between two ASCII letters or digits.
 
         GPT-2's regex always starts a word at such a space (the word before ends at the letter or digit), no added
-        token reaches across it (none holds a space, and none that strips whitespace starts or ends with a letter
-        or digit), and without a normalizer nothing else does: the ids of the parts joined are the ids of the
-        whole. With add_prefix_space the right part starts with its space, so no space is added to it.
+        token reaches across it (none holds a space other than in a run of spaces, and none that strips whitespace
+        starts or ends with a letter or digit), and without a normalizer nothing else does: the ids of the parts
+        joined are the ids of the whole. With add_prefix_space the right part starts with its space, so no space is
+        added to it.
         """
         if not self._cuttable or lo >= hi:
             return -1

@@ -11,7 +11,6 @@ from typing import Any, Protocol
 
 from embedrt.config import require
 from embedrt.tokenizers.charsets import WHITE_SPACE
-from embedrt.tokenizers.tables import byte_level as _tables
 
 __all__ = ["AddedToken", "AddedVocabulary"]
 
@@ -58,6 +57,8 @@ _Split = tuple["int | None", int, int]  # (added token id or None, start, stop)
 @functools.cache
 def _word_char() -> re.Pattern[str]:
     """The Rust regex crate's word class (measured on the reference): whether a single_word token touches a word."""
+    from embedrt.tokenizers.tables import byte_level as _tables
+
     return re.compile("[" + "".join(f"\\U{a:08X}-\\U{b:08X}" for a, b in _tables.WORD) + "]")
 
 

@@ -12,6 +12,7 @@ split). Each piece's UTF-8 bytes then become GPT-2's printable characters (``byt
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -19,7 +20,6 @@ from typing import Any
 
 from embedrt.config import require
 from embedrt.tokenizers.base import TokenizerError
-from embedrt.tokenizers.tables import byte_level as _tables
 
 __all__ = ["GPT2_PATTERN", "ByteLevel", "byte_translation", "bytes_to_unicode"]
 
@@ -32,16 +32,17 @@ def _char_class(ranges: tuple[tuple[int, int], ...]) -> str:
     return "".join(f"\\U{a:08X}" if a == b else f"\\U{a:08X}-\\U{b:08X}" for a, b in ranges)
 
 
+@functools.cache
 def _gpt2_regex() -> re.Pattern[str]:
+    """GPT-2's regex over the reference's classes; compiled on first use (tens of ms), not at import."""
+    from embedrt.tokenizers.tables import byte_level as _tables
+
     letters, numbers = _char_class(_tables.LETTERS), _char_class(_tables.NUMBERS)
     space = _char_class(_tables.WHITESPACE)
     return re.compile(
         rf"'s|'t|'re|'ve|'m|'ll|'d| ?[{letters}]+| ?[{numbers}]+| ?[^{space}{letters}{numbers}]+"
         rf"|[{space}]+(?![^{space}])|[{space}]+"
     )
-
-
-_SPLIT = _gpt2_regex()
 
 
 def bytes_to_unicode() -> dict[int, str]:
@@ -118,7 +119,7 @@ class ByteLevel:
         """The pieces of one normalized segment (between added tokens), in order, before the byte mapping."""
         if self.prefix_first and not segment.startswith(" "):
             segment = " " + segment
-        return _SPLIT.findall(segment) if self.split else [segment]
+        return _gpt2_regex().findall(segment) if self.split else [segment]
 
     def word(self, piece: str) -> str:
         """A piece's byte-level word: its UTF-8 bytes as GPT-2's characters (after the prefix space, if any)."""

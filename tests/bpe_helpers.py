@@ -72,6 +72,10 @@ def _split_sequence(prefix: bool) -> Callable[[dict], None]:
     return edit
 
 
+def _merges_as_strings(data: dict) -> None:
+    data["model"]["merges"] = [" ".join(pair) for pair in data["model"]["merges"]]
+
+
 def _model_fields(**fields: object) -> Callable[[dict], None]:
     def edit(data: dict) -> None:
         data["model"].update(fields)
@@ -118,6 +122,9 @@ def build_dirs(root: Path) -> dict[str, Path]:
     )
     dirs["split_prefix"] = _edit(
         save_roberta(train_bpe(lines, 2000, ROBERTA_SPECIALS), root / "split_p"), _split_sequence(True)
+    )
+    dirs["merges_as_strings"] = _edit(  # the older files' "a b" form, as roberta-base's tokenizer.json has it
+        save_roberta(train_bpe(lines, 2000, ROBERTA_SPECIALS), root / "strings"), _merges_as_strings
     )
     dirs["ignore_merges"] = _edit(
         save_modernbert(train_bpe(lines, 2500, MODERNBERT_SPECIALS), root / "ignore"), _model_fields(ignore_merges=True)

@@ -65,6 +65,7 @@ VARIANTS = [
     "modernbert",
     "split_sequence",
     "split_prefix",
+    "merges_as_strings",
     "ignore_merges",
     "affixes",
     "fallback_fused",

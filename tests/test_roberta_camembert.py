@@ -18,6 +18,7 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
+from bpe_helpers import bpe_hostile  # noqa: E402
 from conftest import clone_dir, edit_json, reference_encode  # noqa: E402
 from unigram_helpers import hostile_texts  # noqa: E402
 
@@ -254,6 +255,16 @@ def test_a_bpe_model_with_only_vocab_json_and_merges_txt_gets_tokenizer_json(tmp
     (source / "tokenizer.json").unlink(missing_ok=True)  # saving may write the fast tokenizer back: only slow files
     out = export(source, tmp_path / "out", variants="fp32", progress=False)
     assert isinstance(Encoder.load(out).tokenizer, BPETokenizer)
+    from transformers import AutoTokenizer
+
+    ref = AutoTokenizer.from_pretrained(str(source))  # converted from the slow files, as sentence-transformers does
+    texts = bpe_hostile(3000, seed=5) + SPECIAL_TEXTS
+    tok = Encoder.load(out).tokenizer
+    want = ref(texts, padding=True, truncation=True, max_length=MAX_SEQ_LENGTH, return_tensors="np")
+    ids, mask = tok(texts, MAX_SEQ_LENGTH)
+    bad = int(((ids != want["input_ids"]).any(1) | (mask != want["attention_mask"]).any(1)).sum())
+    print(f"roberta_bpe converted tokenizer.json: {bad} mismatches of {len(texts)} hostile texts")
+    assert bad == 0
     texts = [*sts_sentences("test")[:100], *SPECIAL_TEXTS, *LONG_TEXTS]
     figures = compare(reference_encode(source, texts), Encoder.load(out, variant="fp32").encode(texts))
     print(f"roberta_bpe from vocab.json + merges.txt, fp32 vs sentence-transformers: {figures}")

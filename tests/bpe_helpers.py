@@ -123,6 +123,10 @@ def build_dirs(root: Path) -> dict[str, Path]:
     dirs["split_prefix"] = _edit(
         save_roberta(train_bpe(lines, 2000, ROBERTA_SPECIALS), root / "split_p"), _split_sequence(True)
     )
+    dirs["nfc"] = _edit(  # as GPT-NeoX / OLMo style files have it
+        save_roberta(train_bpe(lines, 2000, ROBERTA_SPECIALS), root / "nfc"),
+        lambda d: d.update(normalizer={"type": "NFC"}),
+    )
     dirs["merges_as_strings"] = _edit(  # the older files' "a b" form, as roberta-base's tokenizer.json has it
         save_roberta(train_bpe(lines, 2000, ROBERTA_SPECIALS), root / "strings"), _merges_as_strings
     )

@@ -65,6 +65,7 @@ VARIANTS = [
     "modernbert",
     "split_sequence",
     "split_prefix",
+    "nfc",
     "merges_as_strings",
     "ignore_merges",
     "affixes",
@@ -118,6 +119,9 @@ def test_the_configurations_reach_their_features(dirs, hostile):
         r.count(fused.unk_id) for r in ids["fallback_fused"]
     )
     assert load_tokenizer(dirs["fallback_no_unk"]).unk_id == -1
+    nfc, plain = load_tokenizer(dirs["nfc"]), load_tokenizer(dirs["split_sequence"])
+    assert nfc.tokenize_ids("cafe\u0301") == nfc.tokenize_ids("caf\u00e9")
+    assert plain.tokenize_ids("cafe\u0301") != plain.tokenize_ids("caf\u00e9")
     modern = load_tokenizer(dirs["modernbert"])
     sw = modern._added.ids["<|sw|>"]
     assert modern.tokenize_ids("a <|sw|> b").count(sw) == 1 and sw not in modern.tokenize_ids("a<|sw|>b")
@@ -261,7 +265,7 @@ def _broken(src: Path, dst: Path, edit=None, edit_config=None) -> Path:
     ("edit", "edit_config", "message"),
     [
         (lambda d: d["model"].update(dropout=0.1), None, r"model: dropout 0\.1"),
-        (lambda d: d.update(normalizer={"type": "NFC"}), None, r"normalizer is 'NFC'"),
+        (lambda d: d.update(normalizer={"type": "NFKC"}), None, r"normalizer is 'NFKC'"),
         (lambda d: d.update(pre_tokenizer={"type": "Whitespace"}), None, r"pre_tokenizer is 'Whitespace'.*ByteLevel"),
         (
             lambda d: d.update(
@@ -309,6 +313,27 @@ def test_byte_level_tables_are_current():
     finally:
         del sys.modules[spec.name]
     assert generator.check(), "runtime/tokenizers/tables/byte_level.py is stale: run scripts/gen_byte_level_tables.py"
+
+
+def test_nfc_tables_are_current():
+    result = subprocess.run(
+        [sys.executable, str(REPO / "scripts/gen_nfc_tables.py"), "--check"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("context", ["{c}", "a{c}\u0301", "{c}\u0334\u0301", "\u0345{c}", "\u1100{c}\u11a8"])
+def test_nfc_on_every_code_point(dirs, context):
+    """The NFC variant against the reference: every code point (a third of them) beside marks that reorder and
+    compose, and Hangul jamo."""
+    tok, ref = load_tokenizer(dirs["nfc"]), reference(dirs["nfc"])
+    units = [context.format(c=chr(cp)) for cp in scalar_values()[::3]]
+    texts = pack(units)
+    bad = mismatches(tok, ref, texts, max_length=8192, chunk=5000)
+    assert not bad, describe(texts, bad)
 
 
 def test_runtime_needs_no_tokenizer_packages():

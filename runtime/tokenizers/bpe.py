@@ -5,7 +5,7 @@ The reference is ``transformers.AutoTokenizer`` (Rust ``tokenizers`` 0.22) on a 
 
 1. Added tokens with ``normalized: false`` (``<s>``, ``<mask>``, ``[MASK]`` ...) are split out of the raw text,
    leftmost-longest, honouring ``lstrip`` / ``rstrip`` / ``single_word``.
-2. Each remaining segment goes through the file's normalizer (none in RoBERTa's and ModernBERT's files; the
+2. Each remaining segment goes through the file's normalizer (none in RoBERTa's files; ``NFC`` in some; the
    steps of ``normalizers/`` otherwise), then added tokens with ``normalized: true`` are split out of it.
 3. ``ByteLevel`` (``pre_tokenizers/byte_level.py``): GPT-2's regex splits the segment into words, and each word's
    UTF-8 bytes become GPT-2's printable characters.
@@ -268,7 +268,7 @@ class BPETokenizer(BatchEncoder):
             )
         assert isinstance(model, Mapping)
         self.source = source
-        self._normalizer = build_normalizer(data.get("normalizer"), source)
+        self._normalizer = build_normalizer(data.get("normalizer"), source, nfc=True)
         self._byte_level = ByteLevel.from_spec(
             data.get("pre_tokenizer"), source, None if view is None else view.add_prefix_space
         )

@@ -123,6 +123,10 @@ def build_dirs(root: Path) -> dict[str, Path]:
     dirs["split_prefix"] = _edit(
         save_roberta(train_bpe(lines, 2000, ROBERTA_SPECIALS), root / "split_p"), _split_sequence(True)
     )
+    dirs["bytelevel_post"] = _edit(  # GPT-2's post-processor: no special tokens around a text
+        save_modernbert(train_bpe(lines, 2000, MODERNBERT_SPECIALS), root / "bytelevel_post"),
+        lambda d: d.update(post_processor={"type": "ByteLevel", "add_prefix_space": True, "trim_offsets": False}),
+    )
     dirs["nfc"] = _edit(  # as GPT-NeoX / OLMo style files have it
         save_roberta(train_bpe(lines, 2000, ROBERTA_SPECIALS), root / "nfc"),
         lambda d: d.update(normalizer={"type": "NFC"}),

@@ -65,6 +65,7 @@ VARIANTS = [
     "modernbert",
     "split_sequence",
     "split_prefix",
+    "bytelevel_post",
     "nfc",
     "merges_as_strings",
     "ignore_merges",
@@ -212,7 +213,7 @@ def _pair_mismatches(tok, ref, pairs, max_length: int, side: str) -> int:
 
 
 @pytest.mark.parametrize("side", SIDES)
-@pytest.mark.parametrize("variant", ["roberta", "modernbert"])
+@pytest.mark.parametrize("variant", ["roberta", "modernbert", "bytelevel_post"])
 def test_pairs_match_the_fast_tokenizer(dirs, hostile, sts_test, variant, side):
     tok, ref = load_tokenizer(dirs[variant]), reference(dirs[variant], side)
     pairs = _pairs(hostile, sts_test, 1000, seed=len(side) + len(variant))

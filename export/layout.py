@@ -126,7 +126,7 @@ def write_dense_weights(module_dir: Path, out_file: Path, allow_pickle: bool) ->
 
 
 def check_tokenizer(transformer_dir: Path) -> None:
-    """Refuse, before the long steps, a tokenizer.json whose model embedrt does not reproduce (BPE, WordLevel).
+    """Refuse, before the long steps, a tokenizer.json whose model embedrt does not reproduce (WordLevel ...).
 
     Only the model type is read here; the tokenizer itself is built, and checked in full, after the copy.
     """
@@ -151,8 +151,9 @@ _CONVERTED_VOCAB_TXT = frozenset({"mpnet"})
 def ensure_tokenizer_json(transformer_dir: Path, target: Path) -> None:
     """Write tokenizer.json into ``target`` when the source has only a slow tokenizer (sentencepiece.bpe.model ...).
 
-    sentence-transformers runs the fast tokenizer that transformers converts from those files; saving that
-    conversion gives the runtime the very tokenizer the reference uses. A BERT WordPiece vocab.txt is read as it
+    RoBERTa's vocab.json + merges.txt (byte-level BPE) are such files too. sentence-transformers runs the fast
+    tokenizer that transformers converts from those files; saving that conversion gives the runtime the very
+    tokenizer the reference uses. A BERT WordPiece vocab.txt is read as it
     is; MPNet's is converted too, as its conversion differs from BERT's (``<s> A </s>``, added tokens matched after
     normalization, ``<mask>`` with lstrip).
     """

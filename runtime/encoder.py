@@ -22,7 +22,7 @@ from embedrt.progress import Progress
 from embedrt.session import Device
 from embedrt.similarity import SIMILARITY
 from embedrt.token_view import TokenView
-from embedrt.tokenizers import Tokenizer, TruncationSide, UnigramTokenizer, check_texts, load_tokenizer
+from embedrt.tokenizers import BPETokenizer, Tokenizer, TruncationSide, UnigramTokenizer, check_texts, load_tokenizer
 
 # Measured at batch_size 32, 2 threads: 128 passages of 256 tokens ran int8 at 101-103 passages/s with a budget
 # of 512 or 1,024 tokens and fp32 at 49 / 47, against 69 and 38 with no budget; STS sentences ran within 2%
@@ -50,7 +50,7 @@ class Encoder(TokenView):
         self,
         model_dir: Path,
         config: ModelConfig,
-        tokenizer: Tokenizer | UnigramTokenizer,
+        tokenizer: Tokenizer | UnigramTokenizer | BPETokenizer,
         session: Any,
         variant: Variant,
         device: Device,

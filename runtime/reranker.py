@@ -18,7 +18,7 @@ from embedrt.manifest import CrossEncoderInfo, Manifest, ModelKind, Variant
 from embedrt.progress import Progress
 from embedrt.session import Device
 from embedrt.token_view import TokenView
-from embedrt.tokenizers import Tokenizer, TruncationSide, UnigramTokenizer, check_texts, load_tokenizer
+from embedrt.tokenizers import BPETokenizer, Tokenizer, TruncationSide, UnigramTokenizer, check_texts, load_tokenizer
 from embedrt.tokenizers.pairs import (
     PairText,
     Text,
@@ -49,7 +49,7 @@ class Reranker(TokenView):
         self,
         model_dir: Path,
         info: CrossEncoderInfo,
-        tokenizer: Tokenizer | UnigramTokenizer,
+        tokenizer: Tokenizer | UnigramTokenizer | BPETokenizer,
         session: Any,
         variant: Variant,
         device: Device,
@@ -96,7 +96,7 @@ class Reranker(TokenView):
     ) -> Reranker:
         """A Reranker around a session built by the caller (the export's check); ``load`` is the way to run one."""
         root = Path(model_dir)
-        tokenizer = load_tokenizer(root)  # WordPiece (BERT) or Unigram (XLM-R, CamemBERT), by tokenizer.json
+        tokenizer = load_tokenizer(root)  # WordPiece, Unigram (XLM-R, CamemBERT) or BPE (RoBERTa), by tokenizer.json
         return cls(root, info, tokenizer, session, Variant.parse(variant), Device.parse(device), int8_check)
 
     @property

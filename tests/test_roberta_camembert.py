@@ -1,7 +1,8 @@
 """RoBERTa (``RobertaModel``) and CamemBERT (``CamembertModel``) on XLM-R's graph path: random-weight 2-layer models
 with SentencePiece Unigram tokenizers trained here (CamemBERT's with its own special-token layout: ``<s>NOTUSED``,
-pad 1, ``<s>`` 5, ``</s>`` 6), saved by sentence-transformers, exported and compared with it; their
-ForSequenceClassification cross-encoders against CrossEncoder; lookalikes and byte-level BPE tokenizers refused."""
+pad 1, ``<s>`` 5, ``</s>`` 6), and RoBERTa with its usual byte-level BPE tokenizer (``roberta_bpe``, also from
+vocab.json + merges.txt alone), saved by sentence-transformers, exported and compared with it; their
+ForSequenceClassification cross-encoders against CrossEncoder; lookalikes refused."""
 
 from __future__ import annotations
 
@@ -17,9 +18,11 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
+from bpe_helpers import bpe_hostile  # noqa: E402
 from conftest import clone_dir, edit_json, reference_encode  # noqa: E402
 from unigram_helpers import hostile_texts  # noqa: E402
 
+from benchmarks.bpe_tokenizer import ROBERTA_SPECIALS, save_roberta, train_bpe  # noqa: E402
 from benchmarks.xlmr_tokenizer import (  # noqa: E402
     multilingual_lines,
     multilingual_words,
@@ -31,7 +34,7 @@ from embedrt import Encoder  # noqa: E402
 from embedrt.export import export  # noqa: E402
 from embedrt.export.parity import CHECK_SENTENCES, compare  # noqa: E402
 from embedrt.reranker import Reranker  # noqa: E402
-from embedrt.tokenizers import TokenizerError, UnigramTokenizer, load_tokenizer  # noqa: E402
+from embedrt.tokenizers import BPETokenizer, UnigramTokenizer, load_tokenizer  # noqa: E402
 from embedrt.tokenizers.pairs import encode_pairs_truncated, pad_pairs  # noqa: E402
 
 MAX_POSITIONS = 66  # usable: 64
@@ -83,6 +86,18 @@ def xlmr_tok(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return train_xlmr_tokenizer(tmp_path_factory.mktemp("roberta-spm"), lines, vocab_size=2500)
 
 
+@pytest.fixture(scope="module")
+def bpe_tok(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """RoBERTa's byte-level BPE tokenizer (RobertaTokenizerFast: pad 1, ``<s> A </s>``, ``<mask>`` lstrip)."""
+    return save_roberta(
+        train_bpe(sts_sentences("train"), 2500, ROBERTA_SPECIALS), tmp_path_factory.mktemp("bpe") / "tok"
+    )
+
+
+def _tok_dir(family: str, xlmr_tok: Path, camembert_tok: Path, bpe_tok: Path) -> Path:
+    return {"roberta": xlmr_tok, "camembert": camembert_tok, "roberta_bpe": bpe_tok}[family]
+
+
 def _model(family: str, tok_dir: Path, classifier: bool = False):
     """A random 2-layer model of ``family`` (pad id 1, type_vocab_size 1) and its tokenizer."""
     import torch
@@ -91,7 +106,7 @@ def _model(family: str, tok_dir: Path, classifier: bool = False):
 
     tokenizer = AutoTokenizer.from_pretrained(str(tok_dir), model_max_length=MAX_SEQ_LENGTH)
     assert tokenizer.pad_token_id == 1
-    name = {"roberta": "Roberta", "camembert": "Camembert"}[family]
+    name = {"roberta": "Roberta", "roberta_bpe": "Roberta", "camembert": "Camembert"}[family]
     config = getattr(transformers, f"{name}Config")(
         vocab_size=max(tokenizer.get_vocab().values()) + 1,
         pad_token_id=1,
@@ -115,15 +130,15 @@ def _model(family: str, tok_dir: Path, classifier: bool = False):
     return model, tokenizer
 
 
-@pytest.fixture(scope="module", params=["roberta", "camembert"])
-def embedder(request, tmp_path_factory, xlmr_tok, camembert_tok):
+@pytest.fixture(scope="module", params=["roberta", "camembert", "roberta_bpe"])
+def embedder(request, tmp_path_factory, xlmr_tok, camembert_tok, bpe_tok):
     """(family, source dir, export dir): Transformer -> mean Pooling -> Normalize, fp32."""
     from sentence_transformers import SentenceTransformer
     from sentence_transformers.models import Normalize, Pooling, Transformer
 
     family = request.param
     root = tmp_path_factory.mktemp(family)
-    model, tokenizer = _model(family, camembert_tok if family == "camembert" else xlmr_tok)
+    model, tokenizer = _model(family, _tok_dir(family, xlmr_tok, camembert_tok, bpe_tok))
     model.save_pretrained(root / "hf", safe_serialization=True)
     tokenizer.save_pretrained(str(root / "hf"))
     modules = [Transformer(str(root / "hf")), Pooling(32, "mean"), Normalize()]
@@ -136,10 +151,10 @@ def test_the_source_is_what_it_claims(embedder):
 
     family, source, out = embedder
     model = SentenceTransformer(str(source), device="cpu")
-    assert json.loads((source / "config.json").read_text())["model_type"] == family
-    assert type(model[0].auto_model).__name__ == {"roberta": "RobertaModel", "camembert": "CamembertModel"}[family]
+    assert json.loads((source / "config.json").read_text())["model_type"] == family.removesuffix("_bpe")
+    assert type(model[0].auto_model).__name__ == {"camembert": "CamembertModel"}.get(family, "RobertaModel")
     assert model.max_seq_length == MAX_SEQ_LENGTH == Encoder.load(out).max_seq_length
-    assert isinstance(Encoder.load(out).tokenizer, UnigramTokenizer)
+    assert isinstance(Encoder.load(out).tokenizer, BPETokenizer if family == "roberta_bpe" else UnigramTokenizer)
 
 
 def test_fp32_matches_sentence_transformers(embedder):
@@ -202,13 +217,13 @@ def test_camembert_tokens_match_the_fast_tokenizer(camembert_tok, side):
     assert bad == 0
 
 
-@pytest.mark.parametrize("family", ["roberta", "camembert"])
-def test_cross_encoders_match_cross_encoder(family, tmp_path, xlmr_tok, camembert_tok):
+@pytest.mark.parametrize("family", ["roberta", "camembert", "roberta_bpe"])
+def test_cross_encoders_match_cross_encoder(family, tmp_path, xlmr_tok, camembert_tok, bpe_tok):
     """RobertaForSequenceClassification and CamembertForSequenceClassification, plain layout, Sigmoid by default."""
     import torch
     from sentence_transformers import CrossEncoder
 
-    model, tokenizer = _model(family, camembert_tok if family == "camembert" else xlmr_tok, classifier=True)
+    model, tokenizer = _model(family, _tok_dir(family, xlmr_tok, camembert_tok, bpe_tok), classifier=True)
     model.save_pretrained(tmp_path / "hf", safe_serialization=True)
     tokenizer.save_pretrained(str(tmp_path / "hf"))
     out = export(tmp_path / "hf", tmp_path / "out", variants="fp32", progress=False)
@@ -223,30 +238,34 @@ def test_cross_encoders_match_cross_encoder(family, tmp_path, xlmr_tok, camember
     assert reranker.activation.value == "Sigmoid" and np.abs(reranker.predict(pairs) - ce.predict(pairs)).max() <= 1e-4
 
 
-def test_a_byte_level_bpe_tokenizer_is_refused_clearly(tmp_path):
-    """RoBERTa's usual tokenizer (roberta-base, all-distilroberta-v1) waits for the BPE tokenizer: said at once."""
+def test_a_bpe_model_with_only_vocab_json_and_merges_txt_gets_tokenizer_json(tmp_path, bpe_tok):
+    """RoBERTa's slow files alone (vocab.json + merges.txt): the export writes transformers' conversion as
+    tokenizer.json, and the exported model's vectors are sentence-transformers' (which converts the same way)."""
     from sentence_transformers import SentenceTransformer
     from sentence_transformers.models import Pooling, Transformer
-    from tokenizers import ByteLevelBPETokenizer
-    from transformers import RobertaConfig, RobertaModel, RobertaTokenizerFast
 
-    bpe = ByteLevelBPETokenizer()
-    specials = ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]
-    bpe.train_from_iterator(sts_sentences("train")[:2000], vocab_size=600, special_tokens=specials)
-    bpe.save(str(tmp_path / "bpe.json"))
+    model, tokenizer = _model("roberta_bpe", bpe_tok)
     hf = tmp_path / "hf"
-    RobertaTokenizerFast(tokenizer_file=str(tmp_path / "bpe.json")).save_pretrained(str(hf))
-    config = RobertaConfig(vocab_size=600, hidden_size=32, num_hidden_layers=1, num_attention_heads=4,
-                           intermediate_size=64, max_position_embeddings=MAX_POSITIONS, type_vocab_size=1)  # fmt: skip
-    RobertaModel(config).save_pretrained(hf, safe_serialization=True)
-    with pytest.raises(TokenizerError) as refused:
-        load_tokenizer(hf)
-    message = str(refused.value)
-    print(message)
-    assert str(hf / "tokenizer.json") in message and "byte-level BPE" in message and "RoBERTa" in message
-    assert "WordPiece and Unigram" in message
+    model.save_pretrained(hf, safe_serialization=True)
+    tokenizer.save_pretrained(str(hf))
+    (hf / "tokenizer.json").unlink()
+    assert (hf / "vocab.json").is_file() and (hf / "merges.txt").is_file()
     source = tmp_path / "st"
     SentenceTransformer(modules=[Transformer(str(hf)), Pooling(32, "mean")], device="cpu").save(str(source))
-    with pytest.raises(TokenizerError, match=r"byte-level BPE"):
-        export(source, tmp_path / "out", variants="fp32", progress=False)
-    assert not (tmp_path / "out").exists()
+    (source / "tokenizer.json").unlink(missing_ok=True)  # saving may write the fast tokenizer back: only slow files
+    out = export(source, tmp_path / "out", variants="fp32", progress=False)
+    assert isinstance(Encoder.load(out).tokenizer, BPETokenizer)
+    from transformers import AutoTokenizer
+
+    ref = AutoTokenizer.from_pretrained(str(source))  # converted from the slow files, as sentence-transformers does
+    texts = bpe_hostile(3000, seed=5) + SPECIAL_TEXTS
+    tok = Encoder.load(out).tokenizer
+    want = ref(texts, padding=True, truncation=True, max_length=MAX_SEQ_LENGTH, return_tensors="np")
+    ids, mask = tok(texts, MAX_SEQ_LENGTH)
+    bad = int(((ids != want["input_ids"]).any(1) | (mask != want["attention_mask"]).any(1)).sum())
+    print(f"roberta_bpe converted tokenizer.json: {bad} mismatches of {len(texts)} hostile texts")
+    assert bad == 0
+    texts = [*sts_sentences("test")[:100], *SPECIAL_TEXTS, *LONG_TEXTS]
+    figures = compare(reference_encode(source, texts), Encoder.load(out, variant="fp32").encode(texts))
+    print(f"roberta_bpe from vocab.json + merges.txt, fp32 vs sentence-transformers: {figures}")
+    assert figures.min_cosine >= 0.99999 and figures.max_abs_diff <= 1e-4, figures

@@ -474,9 +474,9 @@ def test_load_tokenizer_picks_by_model_type(xlmr_dirs, minilm_dir, tmp_path):
         shutil.copy(minilm_dir / file, tmp_path / file)
     assert isinstance(load_tokenizer(tmp_path), Tokenizer)  # vocab.txt only
     data = json.loads((xlmr_dirs["sts4k"] / "tokenizer.json").read_text(encoding="utf-8"))
-    data["model"] = {"type": "BPE", "vocab": {}, "merges": []}
+    data["model"] = {"type": "WordLevel", "vocab": {}, "unk_token": "<unk>"}
     (tmp_path / "tokenizer.json").write_text(json.dumps(data), encoding="utf-8")
-    with pytest.raises(TokenizerError, match=r"tokenizer\.json: model type is 'BPE'.*WordPiece and Unigram"):
+    with pytest.raises(TokenizerError, match=r"tokenizer\.json: model type is 'WordLevel'.*WordPiece, Unigram, BPE"):
         load_tokenizer(tmp_path)
     with pytest.raises(FileNotFoundError):
         load_tokenizer(tmp_path / "missing")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -51,6 +52,14 @@ class AddedToken:
 
 
 _Split = tuple["int | None", int, int]  # (added token id or None, start, stop)
+
+
+@functools.cache
+def _word_char() -> re.Pattern[str]:
+    """The Rust regex crate's word class (measured on the reference): whether a single_word token touches a word."""
+    from embedrt.tokenizers.tables import byte_level as _tables
+
+    return re.compile("[" + "".join(f"\\U{a:08X}-\\U{b:08X}" for a, b in _tables.WORD) + "]")
 
 
 @dataclass
@@ -115,7 +124,10 @@ class AddedVocabulary:
         return self._split(text, *self._normalized)
 
     def _split(self, text: str, pattern: re.Pattern[str] | None, ids: list[int]) -> list[_Split] | None:
-        """``find_matches``: lstrip/rstrip move a token's edges over the whitespace next to it."""
+        """``find_matches``: lstrip/rstrip move a token's edges over the whitespace next to it.
+
+        A ``single_word`` token is matched only where no word character (the Rust regex crate's class) touches it.
+        """
         if pattern is None:
             return None
         splits: list[_Split] = []
@@ -124,6 +136,11 @@ class AddedVocabulary:
             start, stop = match.span()
             token_id = ids[(match.lastindex or 1) - 1]
             token = self.tokens[token_id]
+            if token.single_word and (
+                (start > 0 and _word_char().match(text, start - 1))
+                or (stop < len(text) and _word_char().match(text, stop))
+            ):
+                continue  # a single_word token inside a word is plain text
             if token.lstrip:
                 # The previous match may already own some of that whitespace.
                 start = max(len(text[:start].rstrip(WHITE_SPACE)), done)

@@ -25,7 +25,6 @@ Lone surrogates raise :class:`~embedrt.tokenizers.base.TokenizerError`, as in th
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, replace
 from itertools import chain
 from pathlib import Path
 from typing import Any
@@ -35,12 +34,13 @@ from embedrt.tokenizers import graphemes as _gr
 from embedrt.tokenizers.added_vocabulary import AddedToken, AddedVocabulary
 from embedrt.tokenizers.base import BatchEncoder, TokenizerError, cache_add
 from embedrt.tokenizers.charsets import WHITE_SPACE
-from embedrt.tokenizers.files import read_json_or_empty, read_tokenizer_json
+from embedrt.tokenizers.files import read_tokenizer_json
 from embedrt.tokenizers.normalizers.alignments import Origins
 from embedrt.tokenizers.normalizers.sequence import build_normalizer
 from embedrt.tokenizers.normalizers.simple import LOWER, LOWERCASE
 from embedrt.tokenizers.pre_tokenizers.metaspace import Metaspace
 from embedrt.tokenizers.processors import Template
+from embedrt.tokenizers.transformers_view import UNIGRAM_CLASSES, TransformersView
 
 __all__ = ["UnigramTokenizer"]
 
@@ -173,162 +173,6 @@ class _Unigram(dict[str, "tuple[int, ...]"]):
             yield self.unk_id
 
 
-# ---------------------------------------------------------------- AutoTokenizer's view of the directory
-
-# Special-token defaults of the transformers classes embedrt reproduces for Unigram files (their __init__ args).
-_CLASS_DEFAULTS: dict[str, dict[str, str]] = {
-    "XLMRobertaTokenizer": {
-        "bos_token": "<s>",
-        "eos_token": "</s>",
-        "sep_token": "</s>",
-        "cls_token": "<s>",
-        "unk_token": "<unk>",
-        "pad_token": "<pad>",
-        "mask_token": "<mask>",
-    },
-    "CamembertTokenizer": {
-        "bos_token": "<s>",
-        "eos_token": "</s>",
-        "sep_token": "</s>",
-        "cls_token": "<s>",
-        "unk_token": "<unk>",
-        "pad_token": "<pad>",
-        "mask_token": "<mask>",
-    },
-    "PreTrainedTokenizer": {},
-}
-# The additional_special_tokens default of those classes that have one.
-_CLASS_ADDITIONAL: dict[str, list[str]] = {"CamembertTokenizer": ["<s>NOTUSED", "</s>NOTUSED", "<unk>NOTUSED"]}
-# transformers' SPECIAL_TOKENS_ATTRIBUTES, in its order.
-_SPECIAL_NAMES = ("bos_token", "eos_token", "unk_token", "sep_token", "pad_token", "cls_token", "mask_token")
-_MODEL_TYPE_CLASSES = {"xlm-roberta": "XLMRobertaTokenizer", "camembert": "CamembertTokenizer"}
-
-
-def _tokenizer_class(root: Path, tok_config: Mapping[str, Any]) -> str:
-    """The transformers class AutoTokenizer picks: tokenizer_config.json's, else config.json's model type's."""
-    name = tok_config.get("tokenizer_class")
-    supported = " or ".join(f"{c}(Fast)" for c in _CLASS_DEFAULTS)
-    if name is None:
-        model_type = read_json_or_empty(root / "config.json").get("model_type")
-        name = _MODEL_TYPE_CLASSES.get(str(model_type)) if model_type is not None else "PreTrainedTokenizer"
-        if name is None:
-            raise TokenizerError(
-                f"{root}: no tokenizer_class in tokenizer_config.json and model_type {model_type!r} in config.json; "
-                f"embedrt reproduces Unigram files only as {supported}"
-            )
-    base = str(name).removesuffix("Fast")
-    if base not in _CLASS_DEFAULTS:
-        raise TokenizerError(
-            f"{root / 'tokenizer_config.json'}: tokenizer_class {name!r}; embedrt reproduces Unigram files only as "
-            f"{supported}"
-        )
-    return base
-
-
-def _as_token(value: Any, where: str, *, special: bool | None = None) -> AddedToken | str:
-    """A special-token value as transformers holds it: a string, or an AddedToken from a serialized object."""
-    return AddedToken.from_spec(value, where, special=special) if isinstance(value, Mapping) else str(value)
-
-
-@dataclass(frozen=True)
-class _TransformersView:
-    """What ``AutoTokenizer.from_pretrained`` hands the backend beyond tokenizer.json (transformers 4.x).
-
-    ``special``: the special-token attributes (bos ... mask, additional_special_tokens); ``decoder``: the
-    added tokens it re-adds (tokenizer_config.json's added_tokens_decoder, or tokenizer.json's own in legacy
-    directories); ``pad``: the pad token's text.
-    """
-
-    special: dict[str, Any]
-    decoder: list[AddedToken]
-    pad: str | None
-
-    @classmethod
-    def read(cls, root: Path, data: Mapping[str, Any]) -> _TransformersView:
-        """Resolve the directory's files as transformers does."""
-        config_path = root / "tokenizer_config.json"
-        tok_config = read_json_or_empty(config_path)
-        class_name = _tokenizer_class(root, tok_config)
-        special: dict[str, Any] = {}
-        for key in (*_SPECIAL_NAMES, "additional_special_tokens"):
-            value = tok_config.get(key)
-            if key == "additional_special_tokens" and value is not None:
-                special[key] = [_as_token(v, f"{config_path}: {key}") for v in value]
-            elif value is not None:
-                special[key] = _as_token(value, f"{config_path}: {key}")
-        if "added_tokens_decoder" in tok_config:
-            entries = require(tok_config, "added_tokens_decoder", config_path, Mapping)
-            decoder = [AddedToken.from_spec(entries[k], f"{config_path}: added_tokens_decoder[{k}]") for k in entries]
-            decoder = [t for _, t in sorted(zip(map(int, entries), decoder, strict=True), key=lambda p: p[0])]
-        else:  # legacy directory: special_tokens_map.json overrides, tokenizer.json's added tokens are re-read
-            map_path = root / "special_tokens_map.json"
-            for key, value in read_json_or_empty(map_path).items():
-                if key == "additional_special_tokens" and isinstance(value, list):
-                    merged = list(special.pop(key, None) or [])
-                    merged += [t for t in (_as_token(v, str(map_path), special=True) for v in value) if t not in merged]
-                    special[key] = merged
-                elif value is not None:
-                    special[key] = _as_token(value, f"{map_path}: {key}", special=True)
-            where = f"{root / 'tokenizer.json'}: added_tokens"
-            decoder = [AddedToken.from_spec(t, where) for t in data.get("added_tokens") or []]
-        by_content = {t.content: t for t in decoder}
-        for key in _SPECIAL_NAMES:
-            if key in special:
-                special[key] = by_content.get(_token_content(special[key]), special[key])
-        for key, default in _CLASS_DEFAULTS[class_name].items():
-            special.setdefault(key, default)
-        if class_name in _CLASS_ADDITIONAL:
-            special.setdefault("additional_special_tokens", list(_CLASS_ADDITIONAL[class_name]))
-        if class_name == "XLMRobertaTokenizer" and isinstance(special["mask_token"], str):
-            # "Mask token behave like a normal word, i.e. include the space before it"
-            special["mask_token"] = AddedToken(special["mask_token"], lstrip=True)
-        elif class_name == "CamembertTokenizer" and isinstance(special["mask_token"], str):
-            # CamembertTokenizerFast: the same lstrip, but a special token (so not normalized)
-            special["mask_token"] = AddedToken(special["mask_token"], lstrip=True, normalized=False, special=True)
-        pad = special.get("pad_token")
-        if pad is None:  # PreTrainedTokenizerFast falls back to tokenizer.json's padding token
-            padding = data.get("padding")
-            pad = padding.get("pad_token") if isinstance(padding, Mapping) else None
-        return cls(special, decoder, None if pad is None else _token_content(pad))
-
-    def tokens_to_add(self, known: set[str]) -> list[AddedToken]:
-        """PreTrainedTokenizerFast.__init__'s ``tokens_to_add``.
-
-        Every decoder token (the backend skips identical ones), then the special tokens whose text it does not
-        know yet; special tokens are marked special.
-        """
-        special_texts = set()
-        extended: list[Any] = []
-        for key in (*_SPECIAL_NAMES, "additional_special_tokens"):
-            value = self.special.get(key)
-            for token in value if isinstance(value, list) else [] if value is None else [value]:
-                if _token_content(token) not in special_texts:
-                    special_texts.add(_token_content(token))
-                    extended.append(token)
-        tokens = [replace(t, special=t.special or t.content in special_texts) for t in self.decoder]
-        known = known | {t.content for t in tokens}
-        for token in extended:
-            if _token_content(token) not in known:
-                known.add(_token_content(token))
-                if isinstance(token, str):
-                    tokens.append(AddedToken(token, normalized=False, special=True))
-                else:
-                    tokens.append(replace(token, special=True))
-        return tokens
-
-    @property
-    def unk(self) -> str | None:
-        """The unk token's text, if any."""
-        value = self.special.get("unk_token")
-        return None if value is None else _token_content(value)
-
-
-def _token_content(value: Any) -> str:
-    if isinstance(value, AddedToken):
-        return value.content
-    return str(value["content"]) if isinstance(value, Mapping) else str(value)
-
-
 # ---------------------------------------------------------------- the tokenizer
 
 
@@ -348,7 +192,7 @@ class UnigramTokenizer(BatchEncoder):
         data: Mapping[str, Any],
         *,
         source: str = "tokenizer.json",
-        view: _TransformersView | None = None,
+        view: TransformersView | None = None,
         do_lower_case: bool = False,
     ) -> None:
         """Build from a parsed tokenizer.json (``data``; floats as :func:`read_tokenizer_json` reads them).
@@ -414,7 +258,7 @@ class UnigramTokenizer(BatchEncoder):
 
     @classmethod
     def _from_tokenizer_json(cls, root: Path, data: Mapping[str, Any], *, do_lower_case: bool) -> UnigramTokenizer:
-        view = _TransformersView.read(root, data)
+        view = TransformersView.read(root, data, UNIGRAM_CLASSES)
         return cls(data, source=str(root / "tokenizer.json"), view=view, do_lower_case=do_lower_case)
 
     def _resolve_pad(self, pad_token: str | None, unk_token: str | None) -> int:

@@ -18,12 +18,13 @@ from embedrt.config import require
 from embedrt.tokenizers.base import TokenizerError
 from embedrt.tokenizers.charsets import WHITE_SPACE
 from embedrt.tokenizers.normalizers.alignments import Origins
+from embedrt.tokenizers.normalizers.nfc import NFC
 from embedrt.tokenizers.normalizers.precompiled import Precompiled
 from embedrt.tokenizers.normalizers.simple import LOWERCASE, Lowercase, Replace, Strip
 
 __all__ = ["Normalizer", "build_normalizer"]
 
-Step: TypeAlias = Strip | Replace | Lowercase | Precompiled
+Step: TypeAlias = Strip | Replace | Lowercase | Precompiled | NFC
 
 
 @dataclass(frozen=True)
@@ -88,15 +89,18 @@ def _replace_step(spec: Mapping[str, Any], where: str) -> Normalizer:
     raise TokenizerError(f"{where}: pattern {dict(pattern)!r} is neither String nor Regex")
 
 
-def build_normalizer(spec: Any, source: str, where: str = "normalizer") -> Normalizer:
-    """The file's normalizer (None, one step, or a Sequence of them), refusing types embedrt cannot reproduce."""
+def build_normalizer(spec: Any, source: str, where: str = "normalizer", *, nfc: bool = False) -> Normalizer:
+    """The file's normalizer (None, one step, or a Sequence of them), refusing types embedrt cannot reproduce.
+
+    ``nfc``: accept ``NFC`` (the BPE tokenizer; it needs no alignments).
+    """
     if spec is None:
         return Normalizer()
     kind = spec.get("type") if isinstance(spec, Mapping) else spec
     at = f"{source}: {where}"
     if kind == "Sequence":
         parts = [
-            build_normalizer(sub, source, f"{where}.normalizers[{i}]")
+            build_normalizer(sub, source, f"{where}.normalizers[{i}]", nfc=nfc)
             for i, sub in enumerate(require(spec, "normalizers", at, list))
         ]
         steps = tuple(chain.from_iterable(p.steps for p in parts))
@@ -119,6 +123,8 @@ def build_normalizer(spec: Any, source: str, where: str = "normalizer") -> Norma
         return _replace_step(spec, at)
     if kind == "Lowercase":
         return Normalizer((LOWERCASE,))
+    if kind == "NFC" and nfc:
+        return Normalizer((NFC(),), False)  # a mark after a cut's space would compose across it: no cuts
     if kind in ("NFC", "NFD", "NFKC", "NFKD"):
         # The reference's unicode-normalization tables are older than Python's unicodedata (72 code points differ
         # under NFKC alone), and compositions differ with them: not reproducible without tables of its own.

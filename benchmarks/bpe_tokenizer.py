@@ -78,3 +78,25 @@ def save_modernbert(tok, out: Path, extra: Sequence[object] = ()) -> Path:
         fast.add_tokens(list(extra))  # type: ignore[arg-type]
     fast.save_pretrained(str(out))
     return out
+
+
+def modernbert_tokenizer(out: Path, vocab_size: int, model_max_length: int = 8192) -> Path:
+    """A ModernBERT-style tokenizer directory, trained on sts-train: what the ModernBERT models here are given.
+
+    As answerdotai/ModernBERT-base's files: byte-level BPE, ``[CLS] A [SEP]``, ``[MASK]`` with lstrip, a few added
+    tokens matched on normalized text (``|||IP_ADDRESS|||``, runs of spaces), and ``model_input_names`` ids and
+    mask (ModernBertModel takes no token types).
+    """
+    import json
+
+    from tokenizers import AddedToken
+
+    from benchmarks.xlmr_tokenizer import sts_sentences
+
+    extra = [AddedToken(t, normalized=True) for t in ("|||IP_ADDRESS|||", "|||EMAIL|||", "   ", "  ")]
+    save_modernbert(train_bpe(sts_sentences("train"), vocab_size, MODERNBERT_SPECIALS), out, extra)
+    path = out / "tokenizer_config.json"
+    config = json.loads(path.read_text(encoding="utf-8"))
+    config.update(model_input_names=["input_ids", "attention_mask"], model_max_length=model_max_length)
+    path.write_text(json.dumps(config, indent=2), encoding="utf-8")
+    return out

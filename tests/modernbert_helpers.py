@@ -1,20 +1,27 @@
 """Random-weight ModernBERT models (embedders and cross-encoders), saved as sentence-transformers saves them.
 
-The tokenizer is the one choice to switch: ModernBERT's own is a byte-level BPE, which embedrt's runtime does not
-read yet, so :func:`write_tokenizer` gives these models MiniLM's WordPiece tokenizer, and config.json's special ids
-are that vocabulary's. Once the byte-level BPE tokenizer lands, :func:`write_tokenizer` alone changes.
+The tokenizer is ModernBERT's kind, a byte-level BPE (:func:`write_tokenizer`), trained here on sts-train; config.json's
+special ids are that vocabulary's.
 """
 
 from __future__ import annotations
 
 import json
 import shutil
+import sys
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+REPO = Path(__file__).resolve().parent.parent
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+from benchmarks.bpe_tokenizer import modernbert_tokenizer  # noqa: E402
 
 HIDDEN = 64
 # Both kinds of layer: 0 and 3 global (every 3), 1, 2 local; a window of 12 (|i - j| <= 6).
@@ -25,25 +32,20 @@ MAX_POSITIONS = 512
 # Non-default thetas (the defaults are 160000 and 10000): a model built with the wrong ones gives other vectors.
 GLOBAL_THETA = 80.0
 LOCAL_THETA = 20.0
-TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json")
+_TRAINED: list[Path] = []  # the trained tokenizer directory, once per process
 
 
-def write_tokenizer(minilm_dir: Path, out_dir: Path) -> dict[str, int]:
+def write_tokenizer(out_dir: Path) -> dict[str, int]:
     """Write the tokenizer of these test models into ``out_dir``; return its special ids for config.json.
 
-    MiniLM's uncased WordPiece (the ``minilm_dir`` fixture): [CLS] 101, [SEP] 102, [PAD] 0, 30522 tokens, with
-    ModernBERT's ``model_input_names`` (ids and mask).
+    ModernBERT's shape of tokenizer (benchmarks/bpe_tokenizer.py): a byte-level BPE trained on sts-train, ``[CLS] A
+    [SEP]``, ``[MASK]`` with lstrip, added tokens, ids and mask only. Trained once per process, then copied.
     """
     from transformers import AutoTokenizer
 
-    out_dir.mkdir(parents=True, exist_ok=True)
-    for name in TOKENIZER_FILES:
-        shutil.copy(minilm_dir / name, out_dir / name)
-    # As ModernBERT's own tokenizer_config.json: no token_type_ids, which ModernBertModel.forward does not take.
-    config_path = out_dir / "tokenizer_config.json"
-    config = json.loads(config_path.read_text(encoding="utf-8"))
-    config["model_input_names"] = ["input_ids", "attention_mask"]
-    config_path.write_text(json.dumps(config, indent=2), encoding="utf-8")
+    if not _TRAINED:
+        _TRAINED.append(modernbert_tokenizer(Path(tempfile.mkdtemp(prefix="modernbert-bpe-")), 3000, MAX_POSITIONS))
+    shutil.copytree(_TRAINED[0], out_dir, dirs_exist_ok=True)
     tokenizer = AutoTokenizer.from_pretrained(str(out_dir))
     return {
         "vocab_size": len(tokenizer),
@@ -78,7 +80,6 @@ def modernbert_config(special: dict[str, int], **overrides: Any) -> Any:
 
 def save_modernbert(
     root: Path,
-    minilm_dir: Path,
     *,
     seed: int,
     pooling: str = "mean",
@@ -98,7 +99,7 @@ def save_modernbert(
     from transformers import ModernBertModel
 
     hf = root / "hf"
-    special = write_tokenizer(minilm_dir, hf)
+    special = write_tokenizer(hf)
     torch.manual_seed(seed)
     perturb(ModernBertModel(modernbert_config(special, **config))).save_pretrained(hf, safe_serialization=True)
     kwargs = {"max_seq_length": max_seq_length} if max_seq_length is not None else {}
@@ -111,13 +112,13 @@ def save_modernbert(
 
 
 def save_modernbert_cross_encoder(
-    root: Path, minilm_dir: Path, *, seed: int, classifier_pooling: str, num_labels: int = 1, **config: Any
+    root: Path, *, seed: int, classifier_pooling: str, num_labels: int = 1, **config: Any
 ) -> Path:
     """A random ModernBertForSequenceClassification in the plain Hugging Face layout (as the hub's rerankers)."""
     import torch
     from transformers import ModernBertForSequenceClassification
 
-    special = write_tokenizer(minilm_dir, root)
+    special = write_tokenizer(root)
     torch.manual_seed(seed)
     settings = {"classifier_pooling": classifier_pooling, "num_labels": num_labels, "classifier_bias": True, **config}
     model = perturb(ModernBertForSequenceClassification(modernbert_config(special, **settings)))

@@ -67,9 +67,9 @@ def shape(request) -> str:
 
 
 @pytest.fixture(scope="module")
-def sources(tmp_path_factory: pytest.TempPathFactory, minilm_dir: Path) -> dict[str, Path]:
+def sources(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return {
-        name: save_modernbert(tmp_path_factory.mktemp(f"modernbert-{name}"), minilm_dir, seed=26 + i, **settings)
+        name: save_modernbert(tmp_path_factory.mktemp(f"modernbert-{name}"), seed=26 + i, **settings)
         for i, (name, settings) in enumerate(SHAPES.items())
     }
 

@@ -29,15 +29,13 @@ CASES = [("hf", "cls", 1), ("hf", "mean", 1), ("st", "mean", 1), ("st", "cls", 3
 
 
 @pytest.fixture(scope="module", params=CASES, ids=lambda c: "-".join(map(str, c)))
-def cross_encoder(request, tmp_path_factory, minilm_dir) -> tuple[Path, Path]:
+def cross_encoder(request, tmp_path_factory) -> tuple[Path, Path]:
     """(source dir, export dir) for each layout, classifier pooling and label count."""
     from sentence_transformers import CrossEncoder
 
     layout, pooling, labels = request.param
     tmp = tmp_path_factory.mktemp(f"modernbert-ce-{layout}-{pooling}-{labels}")
-    source = save_modernbert_cross_encoder(
-        tmp / "hf", minilm_dir, seed=40 + labels, classifier_pooling=pooling, num_labels=labels
-    )
+    source = save_modernbert_cross_encoder(tmp / "hf", seed=40 + labels, classifier_pooling=pooling, num_labels=labels)
     edit = json.loads((source / "tokenizer_config.json").read_text())
     edit["model_max_length"] = MAX_LENGTH
     (source / "tokenizer_config.json").write_text(json.dumps(edit, indent=2))

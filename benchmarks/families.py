@@ -69,6 +69,13 @@ class Shape:
     def reranker(self) -> bool:
         return self.family == "xlmr-reranker"
 
+    def gemm_flops_per_token(self) -> int:
+        """FLOPs of the weight products per token: Q, K, V, O (4 x hidden^2 multiply-adds) and the MLP, whose
+        input product is twice as wide under ModernBERT's GeGLU (input and gate)."""
+        inner = self.intermediate or 4 * self.hidden
+        mlp_in = 2 * inner if self.family == "modernbert" else inner
+        return 2 * self.layers * (4 * self.hidden**2 + mlp_in * self.hidden + inner * self.hidden)
+
     def sizes(self) -> dict[str, int]:
         """The transformers config sizes."""
         return {"hidden_size": self.hidden, "num_hidden_layers": self.layers, "num_attention_heads": self.heads,
@@ -263,12 +270,12 @@ def gemm_worker(hidden: int, threads: int) -> dict[str, float]:
 
 def fp32_roof(report: dict, name: str) -> float | None:
     """The share of the fp32 GEMM roof embedrt fp32 reaches on the sentences: matrix-product time at numpy's
-    sgemm rate (24 x layers x hidden^2 FLOPs per token, attention's own products left out) over the time taken."""
+    sgemm rate (``Shape.gemm_flops_per_token``, attention's own products left out) over the time taken."""
     shape, row = SHAPES[name], report["models"][name].get("embedrt-fp32", {})
     gflops = report.get("gemm_gflops", {}).get(str(shape.hidden))
     if shape.reranker or "sentences_per_s" not in row or not gflops:
         return None
-    flops = report["tokens"][name]["sentence_tokens"] * 24 * shape.layers * shape.hidden**2
+    flops = report["tokens"][name]["sentence_tokens"] * shape.gemm_flops_per_token()
     return flops / (gflops * 1e9) / (SENTENCES / float(row["sentences_per_s"]))
 
 

@@ -73,8 +73,9 @@ def check_attention_memory(
     message = (
         f"{where}: texts of max_seq_length {length} tokens need about {need / 2**30:.1f} GiB for attention alone "
         f"({batch} text(s) per call x {heads} heads x {length}^2 scores and probabilities, float32), and "
-        f"{available / 2**30:.1f} GiB is available: a text that long may be killed for memory. Truncate texts "
-        "to fewer tokens, or run on a machine with more memory"
+        f"{available / 2**30:.1f} GiB is available: a text that long may be killed for memory. Load it with a "
+        "lower limit (Encoder.load(..., max_seq_length=N), Reranker.load(..., max_length=N), --max-seq-length on "
+        "the command line), or run on a machine with more memory"
     )
     warnings.warn(message, AttentionMemoryWarning, stacklevel=4)
     return message

@@ -111,6 +111,13 @@ def _parser() -> argparse.ArgumentParser:
     enc.add_argument("--batch-size", type=int, default=32, help="texts per model call (default: 32)")
     enc.add_argument("--threads", type=int, default=None, help="onnxruntime intra-op threads per batch")
     enc.add_argument(
+        "--max-seq-length",
+        type=int,
+        default=None,
+        help="token limit instead of the model's own; attention memory grows with its square, so lower it for "
+        "long-context models (ModernBERT: 8192) on small machines",
+    )
+    enc.add_argument(
         "--workers",
         type=int,
         default=1,
@@ -166,7 +173,12 @@ def _encode(args: argparse.Namespace) -> int:
             "texts; pass --output FILE.npy to save the embeddings"
         )
     encoder = Encoder.load(
-        args.model_dir, variant=args.variant, device=args.device, threads=args.threads, workers=args.workers
+        args.model_dir,
+        variant=args.variant,
+        device=args.device,
+        threads=args.threads,
+        workers=args.workers,
+        max_seq_length=args.max_seq_length,
     )
     embeddings = encoder.encode(texts, batch_size=args.batch_size, show_progress_bar=len(texts) > 1000)
     if args.output:

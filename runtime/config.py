@@ -268,6 +268,21 @@ def usable_positions(hf_config: dict[str, Any]) -> int | None:
     return int(positions)
 
 
+def checked_length(requested: int, model_dir: Path, what: str) -> int:
+    """A token limit asked for at load (``what`` names the argument), if the model's positions can place it.
+
+    Like setting ``max_seq_length`` on a SentenceTransformer (or ``max_length`` on a CrossEncoder): shorter than the
+    model's own limit saves time and memory on long texts; longer is allowed up to ``usable_positions`` of
+    ``model_dir``'s config.json, past which the model has no position for a token.
+    """
+    positive_int(what, requested)
+    path = model_dir / "config.json"
+    positions = usable_positions(read_json(path)) if path.is_file() else None
+    if positions is not None and requested > positions:
+        raise ValueError(f"{what} {requested} is more than the {positions} tokens the model can place ({path})")
+    return requested
+
+
 def _resolve_max_seq_length(model_dir: Path, sbert: dict[str, Any]) -> int:
     """Resolve the token limit by sentence-transformers' rule.
 

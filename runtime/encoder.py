@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +11,7 @@ import numpy as np
 
 from embedrt import pooling
 from embedrt.attention_memory import warn_for_attention_memory
-from embedrt.config import ModelConfig, ModuleKind, positive_int
+from embedrt.config import ModelConfig, ModuleKind, checked_length, positive_int
 from embedrt.dense import DenseLayer, load_dense
 from embedrt.int8_kernel import Int8Check
 from embedrt.loading import open_variant
@@ -82,6 +82,7 @@ class Encoder(TokenView):
         threads: int | None = None,
         max_batch_tokens: int = DEFAULT_MAX_BATCH_TOKENS,
         workers: int = 1,
+        max_seq_length: int | None = None,
     ) -> Encoder:
         """Load an export directory.
 
@@ -95,11 +96,17 @@ class Encoder(TokenView):
             workers: batches run at once, each on its own thread sharing the session. For bulk throughput
                 on the CPU, ``threads=1, workers=<cores>`` beats one batch at a time on all cores, but a single
                 text then runs on one core (see the README's Performance section).
+            max_seq_length: token limit instead of the model's own (as setting ``max_seq_length`` on a
+                SentenceTransformer): lower it to bound the time and memory of long texts (attention memory grows
+                with its square); at most what the model's positions can place.
 
         """
         root = Path(model_dir)
         opened = open_variant(root, ModelKind.EMBEDDING, variant, device, threads, lambda _: ModelConfig.from_dir(root))
         config = opened.configs
+        if max_seq_length is not None:
+            length = checked_length(max_seq_length, root / config.transformer_dir, "max_seq_length")
+            config = replace(config, transformer=replace(config.transformer, max_seq_length=length))
         warn_for_attention_memory(root / config.transformer_dir, config.max_seq_length, 32, max_batch_tokens)
         return cls.from_session(
             root,
@@ -108,7 +115,7 @@ class Encoder(TokenView):
             opened.device,
             max_batch_tokens,
             workers,
-            config=opened.configs,
+            config=config,
             int8_check=opened.int8_check,
         )
 

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from embedrt.attention_memory import warn_for_attention_memory
-from embedrt.config import Activation, parse_activation, positive_int
+from embedrt.config import Activation, checked_length, parse_activation, positive_int
 from embedrt.dense import activate
 from embedrt.int8_kernel import Int8Check
 from embedrt.loading import open_variant
@@ -73,14 +73,22 @@ class Reranker(TokenView):
         variant: str | Variant | None = None,
         device: str | Device = "cpu",
         threads: int | None = None,
+        max_length: int | None = None,
     ) -> Reranker:
-        """Load a cross-encoder export: ``variant`` fp32, fp16 or int8 (None: fp16 on CUDA, fp32 on the CPU)."""
+        """Load a cross-encoder export: ``variant`` fp32, fp16 or int8 (None: fp16 on CUDA, fp32 on the CPU).
+
+        ``max_length``: tokens per pair instead of the model's own (CrossEncoder's ``max_length``), at most what
+        the model's positions can place; lower it to bound the time and memory of long pairs.
+        """
         root = Path(model_dir)
         opened = open_variant(root, ModelKind.CROSS_ENCODER, variant, device, threads, _cross_encoder_info)
+        info = opened.configs
+        if max_length is not None:
+            info = replace(info, max_length=checked_length(max_length, root, "max_length"))
         # predict() runs batches of 32 pairs, with no token budget.
-        warn_for_attention_memory(root, opened.configs.max_length, 32, 32 * opened.configs.max_length)
+        warn_for_attention_memory(root, info.max_length, 32, 32 * info.max_length)
         return cls.from_session(
-            root, opened.session, opened.variant, opened.device, info=opened.configs, int8_check=opened.int8_check
+            root, opened.session, opened.variant, opened.device, info=info, int8_check=opened.int8_check
         )
 
     @classmethod

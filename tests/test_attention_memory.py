@@ -66,6 +66,19 @@ def test_encoder_load_warns_when_the_configured_length_does_not_fit(tiny_export:
     assert caught[0].filename == __file__  # points at the caller's load
 
 
+def test_a_lower_max_seq_length_at_load_silences_it(tiny_export: Path, tmp_path, monkeypatch):
+    """The remedy the warning names: the same model loaded with a lower limit fits, and says nothing."""
+    monkeypatch.setattr(attention_memory, "available_memory_bytes", lambda: 2 * GIB)
+    model = clone_dir(tiny_export, tmp_path / "long")
+    edit_json(model / "sentence_bert_config.json", max_seq_length=8192)
+    edit_json(model / "config.json", max_position_embeddings=8192)
+    with pytest.warns(AttentionMemoryWarning, match=r"max_seq_length=N"):
+        Encoder.load(model)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert Encoder.load(model, max_seq_length=512).max_seq_length == 512
+
+
 def test_reranker_load_warns_at_its_batch_of_32_pairs(tmp_path, minilm_dir, monkeypatch):
     """Reranker.predict runs 32 pairs per call with no token budget: the estimate takes 32 at max_length."""
     from conftest import save_hf_cross_encoder

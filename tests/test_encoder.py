@@ -170,6 +170,29 @@ def test_max_seq_length(tmp_path, tiny_model_dir, tiny_export, max_seq_length):
     np.testing.assert_allclose(encoder.encode(TEXTS), reference_encode(source, TEXTS), atol=1e-5)
 
 
+@pytest.mark.parametrize("max_seq_length", [5, 16, 128])
+def test_max_seq_length_at_load_is_sentence_transformers_attribute(tiny_export, tiny_model_dir, max_seq_length):
+    """Encoder.load(max_seq_length=N) truncates as setting ``model.max_seq_length = N`` does, below or above the
+    model's own 64 (up to its 128 positions)."""
+    from sentence_transformers import SentenceTransformer
+
+    reference = SentenceTransformer(str(tiny_model_dir), device="cpu")
+    reference.max_seq_length = max_seq_length
+    encoder = Encoder.load(tiny_export, max_seq_length=max_seq_length)
+    assert encoder.max_seq_length == max_seq_length
+    texts = [*TEXTS, "word " * 200]
+    np.testing.assert_allclose(encoder.encode(texts), reference.encode(texts), atol=1e-5)
+    assert encoder.embed(["word " * 200]).tokens == [max_seq_length]
+
+
+@pytest.mark.parametrize("bad", [0, -1, 129, True, 1.5])
+def test_max_seq_length_at_load_must_fit_the_positions(tiny_export, bad):
+    with pytest.raises(ValueError, match=r"max_seq_length") as caught:
+        Encoder.load(tiny_export, max_seq_length=bad)
+    if bad == 129:
+        assert "128 tokens the model can place" in str(caught.value) and "config.json" in str(caught.value)
+
+
 def test_prompts_and_include_prompt(tmp_path, tiny_model_dir, tiny_export):
     def edit(model_dir):
         edit_json(model_dir / "config_sentence_transformers.json", prompts={"query": "query: ", "doc": "passage: "})

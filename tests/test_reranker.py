@@ -84,6 +84,20 @@ def test_fp32_predict_matches_cross_encoder(cross_encoder):
         assert np.abs(soft - ce.predict(PAIRS, apply_softmax=True)).max() <= 1e-4
 
 
+@pytest.mark.parametrize("max_length", [9, 24])
+def test_max_length_at_load_is_cross_encoders(cross_encoder, max_length):
+    """Reranker.load(max_length=N) cuts pairs as CrossEncoder(..., max_length=N) does; past the positions, refused."""
+    from sentence_transformers import CrossEncoder
+
+    source, out = cross_encoder
+    ce = CrossEncoder(str(source), device="cpu", max_length=max_length)
+    reranker = Reranker.load(out, max_length=max_length)
+    assert reranker.max_length == max_length
+    assert np.abs(reranker.predict(PAIRS) - ce.predict(PAIRS)).max() <= 1e-4
+    with pytest.raises(ValueError, match=r"max_length 100000 is more than the \d+ tokens the model can place"):
+        Reranker.load(out, max_length=100_000)
+
+
 def test_int8_predict_is_close(cross_encoder):
     source, out = cross_encoder
     import torch

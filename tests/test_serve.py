@@ -207,6 +207,19 @@ def test_info_names_the_int8_kernel_path(tiny_export):
         assert srv.stop() == 0
 
 
+def test_max_seq_length_option_cuts_texts_as_the_encoder_does(tiny_export):
+    """`embedrt serve --max-seq-length 8`: vectors and token counts of Encoder.load(..., max_seq_length=8)."""
+    srv = start_server(tiny_export, "--variant", "fp32", "--max-seq-length", "8")
+    try:
+        text = "word " * 100
+        got = srv.post("/v1/embeddings", {"input": [text, "short"], "encoding_format": "float"}).json()
+        want = Encoder.load(tiny_export, variant="fp32", max_seq_length=8).encode([text, "short"])
+        np.testing.assert_allclose([d["embedding"] for d in got["data"]], want, atol=1e-6)
+        assert got["usage"]["prompt_tokens"] == 8 + 3
+    finally:
+        assert srv.stop() == 0
+
+
 def _raw(port: int, data: bytes) -> socket.socket:
     sock = socket.create_connection(("127.0.0.1", port))
     sock.sendall(data)

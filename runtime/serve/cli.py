@@ -79,6 +79,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "CPU, else 1; measured in the README's Serve section)",
     )
     srv.add_argument(
+        "--max-seq-length",
+        type=int,
+        default=None,
+        help="tokens per text (per pair for a reranker) instead of the model's own; attention memory grows with its "
+        "square, so lower it for long-context models (ModernBERT: 8192) on small machines",
+    )
+    srv.add_argument(
         "--max-batch-tokens",
         type=int,
         default=DEFAULT_MAX_BATCH_TOKENS,
@@ -208,7 +215,9 @@ def run(args: argparse.Namespace) -> int:
     kind = model_kind(Path(args.model_dir))
     model: Encoder | Reranker
     if kind is ModelKind.CROSS_ENCODER:
-        model = Reranker.load(args.model_dir, variant=variant, device=device, threads=threads)
+        model = Reranker.load(
+            args.model_dir, variant=variant, device=device, threads=threads, max_length=args.max_seq_length
+        )
     else:
         model = Encoder.load(
             args.model_dir,
@@ -216,6 +225,7 @@ def run(args: argparse.Namespace) -> int:
             device=device,
             threads=threads,
             max_batch_tokens=args.max_batch_tokens,
+            max_seq_length=args.max_seq_length,
         )
     config = ServeConfig(
         model_name=args.model_name or Path(args.model_dir).resolve().name,

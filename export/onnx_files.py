@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import tempfile
 import warnings
 from pathlib import Path
@@ -203,6 +204,11 @@ def _fuse(
     With ``attention_first``, embedrt's MultiHeadAttention fusion runs on the plain graph before it; with
     ``relative_bias_attention``, attention with a relative position bias is fused after it (MPNet).
     """
+    # The optimizer's symbolic shape inference logs "Unable to determine if sequence <= ..., treat as equal" for
+    # each gather of ModernBERT's banded attention (key windows clamped by a min it cannot compare): dozens of lines
+    # that only feed the fusions' shape guesses. Every written file's parity is checked afterwards.
+    for name in ("symbolic_shape_infer", "onnxruntime.tools.symbolic_shape_infer"):  # the optimizer imports it bare
+        logging.getLogger(name).setLevel(logging.ERROR)
     from onnxruntime.transformers import optimizer
 
     source, first = plain, ""

@@ -28,8 +28,9 @@ from typing import Any
 
 from embedrt.config import require
 from embedrt.tokenizers.added_vocabulary import AddedToken, AddedVocabulary
-from embedrt.tokenizers.base import BatchEncoder, TokenizerError, cache_add
+from embedrt.tokenizers.base import TokenizerError, cache_add
 from embedrt.tokenizers.files import read_tokenizer_json
+from embedrt.tokenizers.json_model import TokenizerJsonModel
 from embedrt.tokenizers.normalizers.sequence import build_normalizer
 from embedrt.tokenizers.pre_tokenizers.byte_level import ByteLevel
 from embedrt.tokenizers.processors import Template
@@ -235,7 +236,7 @@ def _template(spec: Any, source: str) -> Template:
     return Template.from_spec(spec, source)
 
 
-class BPETokenizer(BatchEncoder):
+class BPETokenizer(TokenizerJsonModel):
     """Byte-level BPE tokenizer (RoBERTa / GPT-2 / ModernBERT style tokenizer.json) with the reference's output.
 
     Same public interface as :class:`~embedrt.tokenizers.unigram.UnigramTokenizer`. Instances are safe to share
@@ -323,23 +324,6 @@ class BPETokenizer(BatchEncoder):
         view = TransformersView.read(root, data, BPE_CLASSES)
         return cls(data, source=str(root / "tokenizer.json"), view=view, do_lower_case=do_lower_case)
 
-    def _resolve_pad(self, pad_token: str | None, unk_token: str | None) -> int:
-        """convert_tokens_to_ids(pad_token): added tokens first, then the model; unknown -> the unk token's id."""
-        if pad_token is None:
-            raise TokenizerError(
-                f"{self.source}: no pad token (tokenizer_config.json, special_tokens_map.json, padding)"
-            )
-        found = self._token_id(pad_token)
-        if found is None and unk_token is not None:
-            found = self._token_id(unk_token)
-        if found is None:
-            raise TokenizerError(f"{self.source}: pad token {pad_token!r} is not in the vocabulary")
-        return found
-
-    def _token_id(self, token: str) -> int | None:
-        found = self._added.ids.get(token)
-        return self._model.ids.get(token) if found is None else found
-
     # ------------------------------------------------------------ public interface
 
     @property
@@ -351,11 +335,6 @@ class BPETokenizer(BatchEncoder):
     def sep_id(self) -> int:
         """Id of the (first) token put after every text: ``</s>`` or ``[SEP]`` (-1 if the template puts none)."""
         return self._suffix_ids[0] if self._suffix_ids else -1
-
-    @property
-    def pad_id(self) -> int:
-        """Id used to pad rows to the longest one (RoBERTa's ``<pad>`` is 1)."""
-        return self._pad_id
 
     @property
     def unk_id(self) -> int:
@@ -374,25 +353,6 @@ class BPETokenizer(BatchEncoder):
         tokens = {i: t for t, i in self._model.ids.items()}
         tokens.update({i: t.content for i, t in self._added.tokens.items()})
         return tokens
-
-    @property
-    def special_ids(self) -> frozenset[int]:
-        """Ids of the special tokens: the template's, pad, unk and the added tokens marked special."""
-        ids = {*self._prefix_ids, *self._suffix_ids, self.pad_id}
-        ids.update(i for i, t in self._added.tokens.items() if t.special)
-        if self.unk_id >= 0:
-            ids.add(self.unk_id)
-        return frozenset(ids)
-
-    @property
-    def template(self) -> Template:
-        """The post-processor's templates (single texts and pairs), as tokenizer.json gives them."""
-        return self._template
-
-    @property
-    def pair_template(self) -> tuple[str | tuple[int, ...], ...]:
-        """The post-processor's template for a pair of texts ("A", "B" and special ids): ``template.pair``."""
-        return self._template.pair
 
     # ------------------------------------------------------------ encoding
 

@@ -32,9 +32,10 @@ from typing import Any
 from embedrt.config import require
 from embedrt.tokenizers import graphemes as _gr
 from embedrt.tokenizers.added_vocabulary import AddedToken, AddedVocabulary
-from embedrt.tokenizers.base import BatchEncoder, TokenizerError, cache_add
+from embedrt.tokenizers.base import TokenizerError, cache_add
 from embedrt.tokenizers.charsets import WHITE_SPACE
 from embedrt.tokenizers.files import read_tokenizer_json
+from embedrt.tokenizers.json_model import TokenizerJsonModel
 from embedrt.tokenizers.normalizers.alignments import Origins
 from embedrt.tokenizers.normalizers.sequence import build_normalizer
 from embedrt.tokenizers.normalizers.simple import LOWER, LOWERCASE
@@ -176,7 +177,7 @@ class _Unigram(dict[str, "tuple[int, ...]"]):
 # ---------------------------------------------------------------- the tokenizer
 
 
-class UnigramTokenizer(BatchEncoder):
+class UnigramTokenizer(TokenizerJsonModel):
     """SentencePiece Unigram tokenizer (XLM-R style tokenizer.json) with the reference's output.
 
     Same public interface as :class:`~embedrt.tokenizers.wordpiece.Tokenizer`. Instances are safe to share between
@@ -261,23 +262,6 @@ class UnigramTokenizer(BatchEncoder):
         view = TransformersView.read(root, data, UNIGRAM_CLASSES)
         return cls(data, source=str(root / "tokenizer.json"), view=view, do_lower_case=do_lower_case)
 
-    def _resolve_pad(self, pad_token: str | None, unk_token: str | None) -> int:
-        """convert_tokens_to_ids(pad_token): added tokens first, then the model; unknown -> the unk token's id."""
-        if pad_token is None:
-            raise TokenizerError(
-                f"{self.source}: no pad token (tokenizer_config.json, special_tokens_map.json, padding)"
-            )
-        found = self._token_id(pad_token)
-        if found is None and unk_token is not None:
-            found = self._token_id(unk_token)
-        if found is None:
-            raise TokenizerError(f"{self.source}: pad token {pad_token!r} is not in the vocabulary")
-        return found
-
-    def _token_id(self, token: str) -> int | None:
-        found = self._added.ids.get(token)
-        return self._model.ids.get(token) if found is None else found
-
     # ------------------------------------------------------------ public interface
 
     @property
@@ -289,11 +273,6 @@ class UnigramTokenizer(BatchEncoder):
     def sep_id(self) -> int:
         """Id of the (first) token put after every text: ``</s>``."""
         return self._suffix_ids[0]
-
-    @property
-    def pad_id(self) -> int:
-        """Id used to pad rows to the longest one (XLM-R's ``<pad>`` is 1)."""
-        return self._pad_id
 
     @property
     def unk_id(self) -> int:
@@ -310,25 +289,6 @@ class UnigramTokenizer(BatchEncoder):
         tokens = dict(enumerate(self._model.pieces))
         tokens.update({i: t.content for i, t in self._added.tokens.items()})
         return tokens
-
-    @property
-    def special_ids(self) -> frozenset[int]:
-        """Ids of the special tokens: the template's, pad, unk and the added tokens marked special."""
-        ids = {*self._prefix_ids, *self._suffix_ids, self.pad_id}
-        ids.update(i for i, t in self._added.tokens.items() if t.special)
-        if self._model.unk_id is not None:
-            ids.add(self._model.unk_id)
-        return frozenset(ids)
-
-    @property
-    def template(self) -> Template:
-        """The post-processor's templates (single texts and pairs), as tokenizer.json gives them."""
-        return self._template
-
-    @property
-    def pair_template(self) -> tuple[str | tuple[int, ...], ...]:
-        """The post-processor's template for a pair of texts ("A", "B" and special ids): ``template.pair``."""
-        return self._template.pair
 
     # ------------------------------------------------------------ encoding
 

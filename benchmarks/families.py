@@ -91,6 +91,8 @@ SHAPES = {
     "mpnet-small": Shape("mpnet", 4, 384, 12, None, 256),
     "xlmr-small": Shape("xlmr", 4, 384, 12, None, 256),
     "modernbert-base": Shape("modernbert", 22, 768, 12, 50_368, 8192, intermediate=1152, max_positions=8192),
+    # The CPU matrix's: global, local, local, global; 128-token window, so its 256-token passages span two.
+    "modernbert-small": Shape("modernbert", 4, 384, 6, None, 512, intermediate=576, max_positions=8192),
     # A smoke-test size of the same layout (3 layers: global, local, local).
     "modernbert-tiny": Shape("modernbert", 3, 64, 4, None, 8192, intermediate=93, max_positions=8192),
 }

@@ -49,7 +49,7 @@ MINILM = "all-MiniLM-L6-v2"
 # Other families' graphs (random weights, built by benchmarks/families.py): int8 on the CPUs whose int8 paths
 # differ (Haswell's u8u8, ARMv8.0, ARM dot product), plus native fp32 and int8 for the gates.
 FAMILY_CPUS = ("haswell", "cortex-a72", "neoverse-n1")
-FAMILIES = ("xlmr-small", "mpnet-small")
+FAMILIES = ("xlmr-small", "mpnet-small", "modernbert-small")
 FLOOR = (1, 19)  # pyproject's onnxruntime floor: older versions can't load the exported files (shown, not gated)
 EXCLUDED = ("1.21.0",)  # excluded by embedrt[cpu] (SIGILL on ARMv8.0): installed beside the wheel, without its extra
 

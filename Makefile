@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/python -m pip install -q --upgrade pip
 	# torch first, pinned: an unpinned torch would pull a multi-GB CUDA build.
 	$(BIN)/python -m pip install -q -c constraints.txt torch
-	$(BIN)/python -m pip install -q -c constraints.txt -e '.[cpu,export,serve,corpus,ray,test,dev,bench]'
+	$(BIN)/python -m pip install -q -c constraints.txt -e '.[cpu,export,serve,corpus,ray,test,dev,bench,openvino]'
 	touch $(STAMP)
 
 # regex at Unicode 16.0 (the grapheme tables' version) beside the venv, for test_unigram's table freshness check,

@@ -215,6 +215,8 @@ def _parse_variants(variants: Iterable[str | Variant]) -> list[Variant]:
     if isinstance(variants, str):
         variants = [v for v in variants.split(",") if v.strip()]
     chosen = list(dict.fromkeys(Variant.parse(v if isinstance(v, Variant) else str(v).strip()) for v in variants))
+    if Variant.BF16 in chosen:
+        raise ValueError("bf16 is not a file: it runs the fp32 file (load it with variant='bf16'); export fp32")
     if not chosen:
         raise ValueError("no variants to export; choose from fp32, fp16, int8")
     # fp32 is written first so a failure in the reference export surfaces before the derived variants.

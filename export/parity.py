@@ -43,7 +43,14 @@ CHECK_SENTENCES = (
 
 # Minimum agreement with the PyTorch reference, per variant: (min cosine, max abs difference). The export checks
 # CHECK_SENTENCES against it and `embedrt verify` the STS benchmark.
-TOLERANCE = {Variant.FP32: (0.99999, 1e-4), Variant.FP16: (0.999, 1e-2), Variant.INT8: (0.98, 0.1)}
+TOLERANCE = {
+    Variant.FP32: (0.99999, 1e-4),
+    Variant.FP16: (0.999, 1e-2),
+    Variant.INT8: (0.98, 0.1),
+    Variant.BF16: (0.9999, 1e-2),  # the fp32 file run in bf16 (embedrt.bf16); its load-time gate is the same cosine
+}
+# Most STS Spearman (x100) a variant may lose or gain against the reference in `embedrt verify` (bf16: 0.001).
+SPEARMAN_TOLERANCE = {Variant.BF16: 0.1}
 
 
 @dataclass(frozen=True)

@@ -106,7 +106,12 @@ def _parser() -> argparse.ArgumentParser:
         'text) or .jsonl (a JSON string or {"text": ...} per line; a blank line is an error)',
     )
     enc.add_argument("--output", type=Path, help="write the embeddings to this .npy file")
-    enc.add_argument("--variant", default=None, help="fp32, fp16 or int8 (default: fp32 on CPU, fp16 on CUDA)")
+    enc.add_argument(
+        "--variant",
+        default=None,
+        help="fp32, fp16, int8 or bf16 (the fp32 file run in bf16 where this CPU has a bf16 engine; embedding "
+        "models only) (default: fp32 on CPU, fp16 on CUDA)",
+    )
     enc.add_argument("--device", default="cpu", help="cpu, cuda or auto (default: cpu)")
     enc.add_argument("--batch-size", type=int, default=32, help="texts per model call (default: 32)")
     enc.add_argument("--threads", type=int, default=None, help="onnxruntime intra-op threads per batch")
@@ -204,6 +209,8 @@ def _verify(args: argparse.Namespace) -> int:
                 "recipe": r.recipe,
                 "size_bytes": r.size_bytes,
                 "int8_kernel": r.int8_kernel or None,
+                "bf16_engine": r.bf16_engine or None,
+                "spearman_delta": r.spearman_delta,
                 **(r.figures.as_dict() if r.figures else {}),
             }
             for r in report.rows

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -11,6 +12,8 @@ import numpy as np
 
 from embedrt import pooling
 from embedrt.attention_memory import warn_for_attention_memory
+from embedrt.bf16 import Bf16Check
+from embedrt.bf16_gate import GateFigures, run_gate
 from embedrt.config import ModelConfig, ModuleKind, checked_length, positive_int
 from embedrt.dense import DenseLayer, load_dense
 from embedrt.int8_kernel import Int8Check
@@ -19,7 +22,7 @@ from embedrt.manifest import ModelKind, Variant
 from embedrt.pooling import exclude_prompt, normalize, pool
 from embedrt.precision import Precision, quantize
 from embedrt.progress import Progress
-from embedrt.session import Device
+from embedrt.session import Device, create_session
 from embedrt.similarity import SIMILARITY
 from embedrt.token_view import TokenView
 from embedrt.tokenizers import BPETokenizer, Tokenizer, TruncationSide, UnigramTokenizer, check_texts, load_tokenizer
@@ -58,6 +61,7 @@ class Encoder(TokenView):
         workers: int = 1,
         int8_check: Int8Check | None = None,
         dense: tuple[DenseLayer, ...] = (),
+        bf16_check: Bf16Check | None = None,
     ) -> None:
         self.model_dir = model_dir
         self.config = config
@@ -71,6 +75,10 @@ class Encoder(TokenView):
         self.workers = positive_int("workers", workers)
         self.int8_check = int8_check
         """For int8: what the load-time kernel probe found and the exact path taken (None for other variants)."""
+        self.bf16_check = bf16_check
+        """For bf16: the engine the load-time probe chose (None for other variants)."""
+        self.bf16_gate: GateFigures | None = None
+        """For bf16 from ``load``: its gate figures against fp32 on this machine (embedrt.bf16_gate)."""
         self._dense = dense
 
     @classmethod
@@ -88,7 +96,10 @@ class Encoder(TokenView):
 
         Args:
             model_dir: a directory written by ``embedrt export`` (it holds manifest.json).
-            variant: ``fp32``, ``fp16`` or ``int8``; None picks fp16 on CUDA and fp32 on the CPU.
+            variant: ``fp32``, ``fp16``, ``int8`` or ``bf16`` (the fp32 file run in bf16 by the engine that the
+                load-time probe finds: onnxruntime on ARM64 CPUs with BF16, OpenVINO on x86 CPUs with
+                AVX512-BF16 or AMX; ``NoBf16Kernel`` where neither runs it); None picks fp16 on CUDA and fp32
+                on the CPU.
             device: ``cpu``, ``cuda`` (an error when onnxruntime cannot use CUDA) or ``auto``.
             threads: intra-op threads of the session; None lets onnxruntime use one per physical core.
             max_batch_tokens: cap on padded tokens per onnxruntime call; a batch holds at most
@@ -108,7 +119,7 @@ class Encoder(TokenView):
             length = checked_length(max_seq_length, root / config.transformer_dir, "max_seq_length")
             config = replace(config, transformer=replace(config.transformer, max_seq_length=length))
         warn_for_attention_memory(root / config.transformer_dir, config.max_seq_length, 32, max_batch_tokens)
-        return cls.from_session(
+        encoder = cls.from_session(
             root,
             opened.session,
             opened.variant,
@@ -117,7 +128,11 @@ class Encoder(TokenView):
             workers,
             config=config,
             int8_check=opened.int8_check,
+            bf16_check=opened.bf16_check,
         )
+        if opened.bf16_check:  # Bf16GateFailed: refused, never degraded
+            encoder.bf16_gate = encoder._gate_bf16(opened.path, threads)
+        return encoder
 
     @classmethod
     def from_session(
@@ -131,6 +146,7 @@ class Encoder(TokenView):
         *,
         config: ModelConfig | None = None,
         int8_check: Int8Check | None = None,
+        bf16_check: Bf16Check | None = None,
     ) -> Encoder:
         """An Encoder around a session built by the caller, with the tokenizer and configs of ``model_dir``.
 
@@ -152,6 +168,7 @@ class Encoder(TokenView):
             workers,
             int8_check,
             dense,
+            bf16_check,
         )
 
     @property
@@ -180,7 +197,20 @@ class Encoder(TokenView):
             "device": self.device.value,
             "providers": self.providers,
             "int8_kernel": self.int8_check.as_dict() if self.int8_check else None,
+            "bf16": self._bf16_info(),
         }
+
+    def _bf16_info(self) -> dict[str, Any] | None:
+        if self.bf16_check is None:
+            return None
+        gate = {"gate": self.bf16_gate.as_dict()} if self.bf16_gate else {}
+        return {**self.bf16_check.as_dict(), **gate}
+
+    def _gate_bf16(self, path: Path, threads: int | None) -> GateFigures:
+        """bf16's load-time gate: the gate texts against onnxruntime's fp32 session of the same verified file."""
+        fp32 = copy.copy(self)
+        fp32._session = create_session(path, Device.CPU, threads)
+        return run_gate(self.encode, fp32.encode, str(self.model_dir))
 
     @property
     def _token_limit(self) -> int:

@@ -13,7 +13,7 @@ differ. Where it saturates, the session config entry ``session.x64quantprecision
 the constant int8 weights to uint8 and run its exact u8 x u8 kernel; it is set only there, because on exact
 CPUs it only costs speed. Where even that path saturates, int8 is refused: degraded vectors are never returned.
 
-The probe graph is written as protobuf bytes by hand, so that the runtime needs no ``onnx`` package.
+The probe graph is written as protobuf bytes by hand (embedrt.onnx_bytes): the runtime needs no ``onnx`` package.
 """
 
 from __future__ import annotations
@@ -22,11 +22,11 @@ import functools
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from embedrt.config import Choice
+from embedrt.onnx_bytes import FLOAT, UINT8, graph_model, message, node, string, tensor, value_info
 from embedrt.session import UnsupportedOnDevice, import_onnxruntime, session_options
 
 # onnxruntime's config key for the exact u8 x u8 path on x64 (onnxruntime_session_options_config_keys.h).
@@ -147,67 +147,15 @@ def _probe_model() -> bytes:
     _, b = _probe_operands()
     one, zero = np.float32(1.0), np.uint8(0)
     inputs = ["a", "b", "a_scale", "b_scale", "a_zero_point", "b_zero_point"]
-    node = _node("MatMulIntegerToFloat", inputs, ["y"], "com.microsoft")
     graph = (
-        _message(1, node)
-        + _string(2, "int8_kernel_probe")
-        + _message(5, _tensor("b", b))
-        + _message(5, _tensor("a_scale", one))
-        + _message(5, _tensor("b_scale", one))
-        + _message(5, _tensor("a_zero_point", zero))
-        + _message(5, _tensor("b_zero_point", np.int8(0)))
-        + _message(11, _value_info("a", _UINT8, (_ROWS, _DEPTH)))
-        + _message(12, _value_info("y", _FLOAT, (_ROWS, _COLS)))
+        message(1, node("MatMulIntegerToFloat", inputs, ["y"], "com.microsoft"))
+        + string(2, "int8_kernel_probe")
+        + message(5, tensor("b", b))
+        + message(5, tensor("a_scale", one))
+        + message(5, tensor("b_scale", one))
+        + message(5, tensor("a_zero_point", zero))
+        + message(5, tensor("b_zero_point", np.int8(0)))
+        + message(11, value_info("a", UINT8, (_ROWS, _DEPTH)))
+        + message(12, value_info("y", FLOAT, (_ROWS, _COLS)))
     )
-    opsets = _message(8, _string(1, "") + _varint_field(2, 13)) + _message(
-        8, _string(1, "com.microsoft") + _varint_field(2, 1)
-    )
-    return _varint_field(1, 7) + opsets + _message(7, graph)  # IR version 7: read by every onnxruntime >= 1.8
-
-
-# ONNX TensorProto data types.
-_FLOAT, _UINT8, _INT8 = 1, 2, 3
-_DTYPES = {np.dtype(np.float32): _FLOAT, np.dtype(np.uint8): _UINT8, np.dtype(np.int8): _INT8}
-
-
-def _node(op_type: str, inputs: list[str], outputs: list[str], domain: str) -> bytes:
-    fields = [_string(1, name) for name in inputs] + [_string(2, name) for name in outputs]
-    return b"".join(fields) + _string(4, op_type) + _string(7, domain)
-
-
-def _tensor(name: str, value: Any) -> bytes:
-    array = np.asarray(value)
-    dims = b"".join(_varint_field(1, d) for d in array.shape)
-    raw = array.astype(array.dtype.newbyteorder("<"), copy=False).tobytes()
-    return dims + _varint_field(2, _DTYPES[array.dtype]) + _string(8, name) + _bytes(9, raw)
-
-
-def _value_info(name: str, elem_type: int, shape: tuple[int, ...]) -> bytes:
-    dims = b"".join(_message(1, _varint_field(1, d)) for d in shape)
-    tensor_type = _varint_field(1, elem_type) + _message(2, dims)
-    return _string(1, name) + _message(2, _message(1, tensor_type))
-
-
-def _varint(value: int) -> bytes:
-    out = bytearray()
-    while True:
-        low, value = value & 0x7F, value >> 7
-        if not value:
-            out.append(low)
-            return bytes(out)
-        out.append(low | 0x80)
-
-
-def _varint_field(number: int, value: int) -> bytes:
-    return _varint(number << 3) + _varint(value)
-
-
-def _bytes(number: int, data: bytes) -> bytes:
-    return _varint(number << 3 | 2) + _varint(len(data)) + data
-
-
-def _string(number: int, text: str) -> bytes:
-    return _bytes(number, text.encode())
-
-
-_message = _bytes  # an embedded message is length-delimited like bytes
+    return graph_model(graph, contrib=True)

@@ -15,16 +15,22 @@ FORMAT_VERSION = 1
 
 
 class Variant(Choice):
-    """The ONNX files an export can write."""
+    """How a model runs: the ONNX files an export can write, and bf16, which runs the fp32 file."""
 
     FP32 = "fp32"
     FP16 = "fp16"
     INT8 = "int8"
+    BF16 = "bf16"  # computed at run time from model.fp32.onnx by a bf16 engine (embedrt.bf16): no file of its own
+
+    @property
+    def file_variant(self) -> Variant:
+        """The variant whose file this one runs (fp32's for bf16, its own for the others)."""
+        return Variant("fp32") if self is Variant.BF16 else self
 
     @property
     def file_name(self) -> str:
-        """File name of this variant inside an export directory."""
-        return f"model.{self.value}.onnx"
+        """File name of this variant's ONNX file inside an export directory."""
+        return f"model.{self.file_variant.value}.onnx"
 
 
 class ModelKind(Choice):
@@ -185,8 +191,11 @@ class Manifest:
         path.write_text(json.dumps(self.to_dict(), indent=2) + "\n", encoding="utf-8")
 
     def info(self, variant: Variant, model_dir: Path) -> VariantInfo:
-        """The entry for ``variant`` or an error listing the variants this export has."""
+        """The entry of ``variant``'s file (fp32's for bf16) or an error listing the variants this export has."""
+        wanted, variant = variant, variant.file_variant
         if variant not in self.variants:
+            if wanted is not variant:
+                raise ValueError(f"{model_dir} has no fp32 file, which {wanted.value} runs; run `embedrt export`")
             have = ", ".join(v.value for v in self.variants) or "none"
             raise ValueError(
                 f"{model_dir} has no {variant.value} variant (exported: {have}); "

@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from embedrt.attention_memory import warn_for_attention_memory
+from embedrt.bf16 import Bf16Check
 from embedrt.config import Activation, checked_length, parse_activation, positive_int
 from embedrt.dense import activate
 from embedrt.int8_kernel import Int8Check
@@ -54,6 +55,7 @@ class Reranker(TokenView):
         variant: Variant,
         device: Device,
         int8_check: Int8Check | None = None,
+        bf16_check: Bf16Check | None = None,
     ) -> None:
         self.model_dir = model_dir
         self.cross_encoder = info
@@ -61,6 +63,7 @@ class Reranker(TokenView):
         self.variant = variant
         self.device = device
         self.int8_check = int8_check
+        self.bf16_check = bf16_check
         self._session = session
         layout_of(tokenizer)  # a pair template the encoder cannot lay out fails here, at load, naming the file
         self._input_names = {i.name for i in session.get_inputs()}
@@ -81,6 +84,9 @@ class Reranker(TokenView):
         the model's positions can place; lower it to bound the time and memory of long pairs.
         """
         root = Path(model_dir)
+        if variant is not None and Variant.parse(variant) is Variant.BF16:
+            # bf16's load-time gate compares vectors; scores would need their own gate, not built yet.
+            raise ValueError(f"variant 'bf16' runs embedding models (embedrt.Encoder); for {root} use fp32 or int8")
         opened = open_variant(root, ModelKind.CROSS_ENCODER, variant, device, threads, _cross_encoder_info)
         info = opened.configs
         if max_length is not None:
@@ -88,7 +94,13 @@ class Reranker(TokenView):
         # predict() runs batches of 32 pairs, with no token budget.
         warn_for_attention_memory(root, info.max_length, 32, 32 * info.max_length)
         return cls.from_session(
-            root, opened.session, opened.variant, opened.device, info=info, int8_check=opened.int8_check
+            root,
+            opened.session,
+            opened.variant,
+            opened.device,
+            info=info,
+            int8_check=opened.int8_check,
+            bf16_check=opened.bf16_check,
         )
 
     @classmethod
@@ -101,11 +113,12 @@ class Reranker(TokenView):
         *,
         info: CrossEncoderInfo,
         int8_check: Int8Check | None = None,
+        bf16_check: Bf16Check | None = None,
     ) -> Reranker:
         """A Reranker around a session built by the caller (the export's check); ``load`` is the way to run one."""
         root = Path(model_dir)
         tokenizer = load_tokenizer(root)  # WordPiece, Unigram (XLM-R, CamemBERT) or BPE (RoBERTa), by tokenizer.json
-        return cls(root, info, tokenizer, session, Variant.parse(variant), Device.parse(device), int8_check)
+        return cls(root, info, tokenizer, session, Variant.parse(variant), Device.parse(device), int8_check, bf16_check)
 
     @property
     def num_labels(self) -> int:
@@ -128,7 +141,7 @@ class Reranker(TokenView):
         return self.cross_encoder.activation
 
     def info(self) -> dict[str, Any]:
-        """What runs: kind, labels, activation, variant, device, providers and, for int8, the kernel probe."""
+        """What runs: kind, labels, activation, variant, device, providers, the int8 kernel probe or the bf16 engine."""
         return {
             "kind": ModelKind.CROSS_ENCODER.value,
             "num_labels": self.num_labels,
@@ -138,6 +151,7 @@ class Reranker(TokenView):
             "device": self.device.value,
             "providers": list(self._session.get_providers()),
             "int8_kernel": self.int8_check.as_dict() if self.int8_check else None,
+            "bf16": self.bf16_check.as_dict() if self.bf16_check else None,
         }
 
     def query(self, text: str, truncation: str | TruncationSide = "right") -> PairText:

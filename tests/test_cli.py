@@ -134,14 +134,21 @@ def test_verify_report(tiny_export, sts_test_file, capsys):
     assert main(["verify", str(tiny_export), "--sts", str(sts_test_file), "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     rows = {row["variant"]: row for row in report["variants"]}
-    assert set(rows) == {"fp32", "int8"}
+    assert set(rows) == {"fp32", "int8", "bf16"}
     assert rows["fp32"]["min_cosine"] >= 0.99999 and rows["fp32"]["n"] == 2758
     assert abs(rows["fp32"]["spearman"] - report["reference_spearman"]) < 0.01
     assert rows["int8"]["recipe"].startswith("embedrt int8: int8 activations with one calibrated step")
     assert rows["int8"]["size_bytes"] == (tiny_export / "model.int8.onnx").stat().st_size
     # This machine's kernel is exact (VNNI/AMX), so the default path; tests/test_cpu_matrix.py covers the other.
     assert rows["int8"]["int8_kernel"].startswith("kernel exact, path default") and rows["fp32"]["int8_kernel"] is None
-    assert all(row["ok"] and not row["skipped"] for row in rows.values())
+    assert all(rows[v]["ok"] and not rows[v]["skipped"] for v in ("fp32", "int8"))
+    bf16 = rows["bf16"]  # the fp32 file in bf16: gated here where a bf16 engine runs, skipped (and why) elsewhere
+    assert bf16["ok"] and bf16["recipe"] == "the model.fp32.onnx file run in bf16 on this machine"
+    if bf16["skipped"]:
+        assert "no bf16 kernel on this machine" in bf16["error"] and bf16.get("min_cosine") is None
+    else:
+        assert bf16["min_cosine"] >= 0.9999 and abs(bf16["spearman_delta"]) <= 0.1 and bf16["n"] == 2758
+        assert bf16["bf16_engine"].startswith("bf16 by ") and rows["int8"]["bf16_engine"] is None
 
 
 def test_verify_fails_on_a_broken_file_or_a_missed_tolerance(tiny_export, tmp_path, capsys, monkeypatch):

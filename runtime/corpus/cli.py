@@ -46,7 +46,7 @@ def add_parser(subparsers: Any) -> None:
     )
     parser.add_argument("output", metavar="OUTPUT", help="output directory or URI (created; resumed when it exists)")
     parser.add_argument("--model", required=True, metavar="DIR", help="directory written by `embedrt export`")
-    parser.add_argument("--variant", default="fp32", help="fp32, fp16 or int8 (default: fp32)")
+    parser.add_argument("--variant", default="fp32", help="fp32, fp16, int8 or bf16 (default: fp32)")
     parser.add_argument("--engine", default="local", help="local (this process, default) or ray (Ray Data)")
     parser.add_argument(
         "--address",

@@ -50,7 +50,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         epilog="Example: embedrt serve models/all-MiniLM-L6-v2 --variant int8 --port 8080 --api-key $KEY",
     )
     srv.add_argument("model_dir", type=Path, help="directory written by `embedrt export`")
-    srv.add_argument("--variant", default=None, help="fp32, fp16 or int8 (default: fp32 on CPU, fp16 on CUDA)")
+    srv.add_argument(
+        "--variant",
+        default=None,
+        help="fp32, fp16, int8 or bf16 (the fp32 file run in bf16 where this CPU has a bf16 engine; embedding "
+        "models only) (default: fp32 on CPU, fp16 on CUDA)",
+    )
     srv.add_argument("--device", default="cpu", help="cpu, cuda or auto (default: cpu)")
     srv.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1, this machine only)")
     srv.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port (default: {DEFAULT_PORT})")

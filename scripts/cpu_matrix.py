@@ -43,8 +43,10 @@ PLATFORMS = {
     "aarch64": ["manylinux_2_28_aarch64", "manylinux_2_27_aarch64", "manylinux_2_17_aarch64", "manylinux2014_aarch64"],
     "x86_64": ["manylinux_2_28_x86_64", "manylinux_2_27_x86_64", "manylinux_2_17_x86_64", "manylinux2014_x86_64"],
 }
-# Gates (README, CPUs section): int8 min cosine and mean within this of native int8; fp32 min cosine.
-INT8_MIN_COSINE, INT8_MEAN_DELTA, FP32_MIN_COSINE = 0.99, 0.0005, 0.99999
+# Gates (README, CPUs section): int8 min cosine and mean within this of native int8; fp32 min cosine; bf16's.
+INT8_MIN_COSINE, INT8_MEAN_DELTA, FP32_MIN_COSINE, BF16_MIN_COSINE = 0.99, 0.0005, 0.99999, 0.9999
+# bf16 (embedrt.bf16): onnxruntime's ARM64 bf16 GEMM on Neoverse V1 (BF16); Neoverse N1 has none and must refuse.
+BF16_CPUS = {"neoverse-v1": True, "neoverse-n1": False}
 MINILM = "all-MiniLM-L6-v2"
 # Other families' graphs (random weights, built by benchmarks/families.py): int8 on the CPUs whose int8 paths
 # differ (Haswell's u8u8, ARMv8.0, ARM dot product), plus native fp32 and int8 for the gates.
@@ -259,11 +261,12 @@ def worker(model: str, variant: str, texts_file: str, out: str, path: str) -> di
         else:
             encoder = Encoder.load(model, variant=variant, threads=1)
         vectors = encoder.encode(texts, batch_size=16)
-    except Exception as exc:  # reported in the table: a refused int8 is a result, not a crash
+    except Exception as exc:  # reported in the table: a refused int8 or bf16 is a result, not a crash
         report["error"] = f"{type(exc).__name__}: {exc}"
         return report
     np.save(out, vectors)
     report["int8_kernel"] = encoder.info()["int8_kernel"]
+    report["bf16"] = encoder.info()["bf16"]
     report["seconds"] = round(time.perf_counter() - started, 1)
     return report
 
@@ -370,6 +373,7 @@ def run_matrix(args: argparse.Namespace) -> int:
     for version in args.extra_onnxruntime:  # one CPU per kind: the x86 one that needs the fix, the plainest ARM
         jobs += [Job(name, "int8", onnxruntime=version) for name in ("haswell", "cortex-a72") if name in args.cpus]
     jobs += [Job("haswell", "int8", onnxruntime=version) for version in args.below_floor]
+    jobs += [Job(name, "bf16") for name in ("native", *BF16_CPUS) if name == "native" or name in args.cpus]
     for family in args.families:
         jobs += [Job("native", "fp32", model=family), Job("native", "int8", model=family)]
         jobs += [Job(name, "int8", model=family) for name in FAMILY_CPUS if name in args.cpus]
@@ -384,7 +388,7 @@ def run_matrix(args: argparse.Namespace) -> int:
             print(f"  {label}: reused", flush=True)
             return job, {k: v for k, v in reused.items() if k in REPORT_KEYS}
         source = texts_file
-        if cpu is not None and cpu.fp32_texts and job.variant == "fp32":
+        if cpu is not None and cpu.fp32_texts and job.variant in ("fp32", "bf16"):
             source = work / f"texts-first-{cpu.fp32_texts}.json"
             source.write_text(json.dumps(texts[: cpu.fp32_texts]), encoding="utf-8")
         model = models[job.model]
@@ -407,7 +411,7 @@ def run_matrix(args: argparse.Namespace) -> int:
     return 0 if ok else 1
 
 
-REPORT_KEYS = ("machine", "onnxruntime", "probe", "error", "int8_kernel", "seconds", "vectors")
+REPORT_KEYS = ("machine", "onnxruntime", "probe", "error", "int8_kernel", "bf16", "seconds", "vectors")
 
 
 def _previous_rows(reuse: bool) -> dict[tuple[str, str, str, str, str], dict[str, Any]]:
@@ -443,7 +447,9 @@ def _rows(results: list[tuple[Job, dict[str, Any]]], references: dict[str, Any])
             cos = _cosines(got, reference[:n])
             row.update(texts=n, min_cosine=float(cos.min()), mean_cosine=float(cos.mean()))
             row["max_abs_vs_native"] = float(np.abs(got - native[job.model, job.variant][:n]).max())
-            if job.variant == "int8":
+            if job.variant == "bf16":
+                row["gate"] = bool(cos.min() >= BF16_MIN_COSINE) and BF16_CPUS.get(job.cpu, True)
+            elif job.variant == "int8":
                 native_int8_mean = float(_cosines(native[job.model, "int8"], reference).mean())
                 row["gate"] = bool(
                     cos.min() >= INT8_MIN_COSINE and abs(cos.mean() - native_int8_mean) <= INT8_MEAN_DELTA
@@ -451,8 +457,11 @@ def _rows(results: list[tuple[Job, dict[str, Any]]], references: dict[str, Any])
             else:
                 row["gate"] = bool(cos.min() >= FP32_MIN_COSINE)
         else:
-            # A refused int8 is right where the probe found no exact path; anything else is a failure.
-            row["gate"] = "UnsafeInt8Kernel" in str(report.get("error"))
+            # A refused int8 is right where the probe found no exact path, a refused bf16 where the CPU has no
+            # bf16 (then onnxruntime's probe product must have come back float32); anything else is a failure.
+            error = str(report.get("error"))
+            refused = "NoBf16Kernel" in error and "onnxruntime: fp32" in error and not BF16_CPUS.get(job.cpu, True)
+            row["gate"] = "UnsafeInt8Kernel" in error or refused
         below_floor = bool(job.onnxruntime) and version_tuple(job.onnxruntime) < FLOOR
         if job.path == "default":
             row["gate"] = "shown, not gated"  # the unfixed kernel, shown for what the probe prevents
@@ -472,7 +481,9 @@ def _markdown(rows: list[dict[str, Any]], imports: dict[str, str], args: argpars
         f"sts-test plus {args.passages} passages of 20 sentences ({n} texts), each variant in a fresh process "
         "under QEMU 10 user mode, against sentence-transformers' fp32 vectors computed natively on "
         f"{platform.machine()}. Gates: int8 min cosine >= {INT8_MIN_COSINE} and mean within {INT8_MEAN_DELTA} "
-        f"of native int8; fp32 min cosine >= {FP32_MIN_COSINE}. Emulated time is not performance. Besides "
+        f"of native int8; fp32 min cosine >= {FP32_MIN_COSINE}; bf16 (the fp32 file in bf16, path = the engine the "
+        f"probe chose) min cosine >= {BF16_MIN_COSINE}, refused where the CPU has no bf16 "
+        f"({', '.join(c for c, has in BF16_CPUS.items() if not has)}). Emulated time is not performance. Besides "
         f"{MINILM}, random-weight models of other families' graphs (benchmarks/families.py: "
         f"{', '.join(args.families) or 'none'}) run int8 on {', '.join(FAMILY_CPUS)}.",
         "",
@@ -485,6 +496,8 @@ def _markdown(rows: list[dict[str, Any]], imports: dict[str, str], args: argpars
         probe = r.get("probe") or {}
         kernel = r.get("int8_kernel") or {}
         path = "u8s8, forced (no fix)" if r["path_asked"] == "default" else kernel.get("path", "-")
+        if r["variant"] == "bf16":
+            path = (r.get("bf16") or {}).get("backend", "-")
         figures = (
             f"{r['min_cosine']:.6f} | {r['mean_cosine']:.6f} | {r['max_abs_vs_native']:.2e}"
             if "min_cosine" in r
@@ -496,7 +509,7 @@ def _markdown(rows: list[dict[str, Any]], imports: dict[str, str], args: argpars
             f"| {cpu.stands_for if cpu else 'AVX-512 VNNI, AMX'} "
             f"| {r.get('onnxruntime', '-')} | {r['variant']} | {r.get('texts', '-')} "
             f"| {probe.get('default', '-')} / {probe.get('u8u8', '-')} "
-            f"| {path if r['variant'] == 'int8' else '-'} | {figures} | {gate} |"
+            f"| {path if r['variant'] != 'fp32' else '-'} | {figures} | {gate} |"
         )
     if imports:
         lines += ["", "`import embedrt` on cortex-a72 by onnxruntime version:", ""]

@@ -3,6 +3,7 @@
 - Haswell (AVX2, no VNNI): without the fix the probe finds the saturating kernel, so the probe can fail; with
   the fix (what ``Encoder.load`` picks there) the vectors equal the native ones.
 - cortex-a72 (ARMv8.0): ``embedrt[cpu]`` installs from wheels only, imports, and its int8 kernel is exact.
+- bf16: Neoverse V1 (BF16) runs it with onnxruntime's own bf16 GEMM; Neoverse N1 (no BF16) refuses it.
 
 A machine that cannot run QEMU skips with the reason; CI sets EMBEDRT_REQUIRE_EMULATION=1, which makes that
 a failure instead, so the check is never silently skipped there.
@@ -69,13 +70,15 @@ def tools(matrix):
     return toolchain
 
 
-def _run(matrix, tools, cpu: str, path: str, model: Path, tmp_path: Path) -> tuple[dict, np.ndarray | None]:
-    texts, out = tmp_path / "texts.json", tmp_path / f"{cpu}-{path}.npy"
+def _run(
+    matrix, tools, cpu: str, path: str, model: Path, tmp_path: Path, variant: str = "int8", error: bool = False
+) -> tuple[dict, np.ndarray | None]:
+    texts, out = tmp_path / "texts.json", tmp_path / f"{cpu}-{path}-{variant}.npy"
     texts.write_text(json.dumps(TEXTS), encoding="utf-8")
     version = importlib.metadata.version("onnxruntime") if matrix.CPUS[cpu].arch == "aarch64" else None
-    report = matrix.run_worker(tools, matrix.CPUS[cpu], version, [str(model), "int8", str(texts), str(out), path])
-    assert "error" not in report, report
-    return report, np.load(out)
+    report = matrix.run_worker(tools, matrix.CPUS[cpu], version, [str(model), variant, str(texts), str(out), path])
+    assert ("error" in report) is error, report
+    return report, None if error else np.load(out)
 
 
 @pytest.fixture(scope="module")
@@ -99,3 +102,14 @@ def test_aarch64_installs_from_wheels_only_and_its_int8_kernel_is_exact(matrix, 
     assert report["probe"]["default"] is True and report["int8_kernel"]["path"] == "default"
     # Same integers, other float code for LayerNorm, GELU and softmax: equal to float rounding.
     np.testing.assert_allclose(vectors, native, atol=1e-4)
+
+
+def test_bf16_runs_on_neoverse_v1_with_onnxruntime_and_is_refused_on_neoverse_n1(matrix, tools, tiny_export, tmp_path):
+    fp32 = Encoder.load(tiny_export, variant="fp32", threads=1).encode(TEXTS, batch_size=16)
+    report, vectors = _run(matrix, tools, "neoverse-v1", "auto", tiny_export, tmp_path, "bf16")
+    assert report["machine"] == "aarch64" and report["bf16"]["backend"] == "onnxruntime"
+    assert report["bf16"]["gate"]["min_cosine"] >= 0.9999
+    cos = (vectors * fp32).sum(1) / np.linalg.norm(vectors, axis=1) / np.linalg.norm(fp32, axis=1)
+    assert cos.min() >= 0.9999 and np.abs(vectors - fp32).max() > 1e-6  # bf16 really ran, within its gate
+    report, _ = _run(matrix, tools, "neoverse-n1", "auto", tiny_export, tmp_path, "bf16", error=True)
+    assert "NoBf16Kernel" in report["error"] and "onnxruntime: fp32" in report["error"]

@@ -89,7 +89,7 @@ def embed_corpus(
             lists the parts: on object storage, read the parts it lists (``output_parts``).
         model_dir: a directory written by ``embedrt export``; with Ray on a cluster, readable by every worker at
             the same path.
-        variant: fp32, fp16 or int8.
+        variant: fp32, fp16, int8 or bf16 (the fp32 file in bf16, where a bf16 engine runs: see embedrt.bf16).
         engine: ``local`` (this process) or ``ray`` (Ray Data actor pool).
         address: Ray cluster address (default: ``RAY_ADDRESS``, else a local Ray started for the job).
         workers: local: batches run at once on threads; ray: actors (default: the CPU count of this machine).

@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -75,12 +74,17 @@ def _openvino(precision: str, threads: int, artifacts: Path) -> Encode:
 
 
 def _ctranslate2(quantization: str, threads: int, artifacts: Path) -> Encode:
-    """ctranslate2.Encoder on token ids from the model's tokenizer, then mean pooling and L2 normalization."""
+    """ctranslate2.Encoder.forward_batch on token ids, then mean pooling and L2 normalization (as CTranslate2's
+    docs show for BERT encoders). The ids come from the model's tokenizer.json through ``tokenizers``, the fast
+    tokenizer that transformers' AutoTokenizer wraps (the same ids): importing transformers here would import
+    the torch that the venv holds for the converter, and count its load in cold s and RSS."""
     import ctranslate2
-    from transformers import AutoTokenizer
+    from tokenizers import Tokenizer
 
     model_dir = artifacts / f"ct2-{quantization}"
-    tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
+    tokenizer = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
+    tokenizer.no_padding()
+    tokenizer.enable_truncation(max_length=256)  # the model's max_seq_length, as sentence-transformers
     encoder = ctranslate2.Encoder(
         str(model_dir), device="cpu", compute_type=quantization, intra_threads=threads, inter_threads=1
     )
@@ -88,7 +92,7 @@ def _ctranslate2(quantization: str, threads: int, artifacts: Path) -> Encode:
     def encode(texts: list[str]) -> np.ndarray:
         out = []
         for start in range(0, len(texts), BATCH):
-            ids = tokenizer(texts[start : start + BATCH], truncation=True, max_length=256)["input_ids"]
+            ids = [e.ids for e in tokenizer.encode_batch(texts[start : start + BATCH])]
             hidden = np.array(encoder.forward_batch(ids).last_hidden_state)  # (batch, longest, hidden)
             lengths = np.array([len(row) for row in ids])
             mask = (np.arange(hidden.shape[1])[None, :] < lengths[:, None]).astype(hidden.dtype)
@@ -184,7 +188,7 @@ def run(args: argparse.Namespace) -> dict[str, float | str]:
     """
     try:
         encode = load(args.system, args.threads, Path(args.artifacts))
-    except Exception as exc:  # noqa: BLE001 - any engine's load error is the row's reason, not a crash
+    except Exception as exc:  # any engine's load error is the row's reason, not a crash
         return {"skipped": f"{type(exc).__name__}: {exc}"}
     encode(["Cold start: the first embedding."])
     cold = time.time() - args.t0

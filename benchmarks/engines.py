@@ -292,7 +292,9 @@ def prepare(engine: Engine, python: str, work: Path) -> str | None:
     try:
         step(engine, python, work)
     except (subprocess.CalledProcessError, OSError, ImportError, RuntimeError) as exc:
-        return f"preparing {engine.value} failed: {getattr(exc, 'stderr', None) and last_line_error(exc.stderr) or exc}"
+        return (
+            f"preparing {engine.value} failed: {(getattr(exc, 'stderr', None) and last_line_error(exc.stderr)) or exc}"
+        )
     return None if target.is_file() else f"preparing {engine.value} wrote no {target}"
 
 
@@ -324,7 +326,9 @@ def _prepare_llama_cpp(engine: Engine, python: str, work: Path) -> None:
 
 def _prepare_st_onnx(work: Path) -> None:
     """sentence-transformers' own ONNX export (backend="onnx", in this repo's venv, which has optimum) for
-    fastembed, with model_max_length set to the model's 256-token limit: fastembed truncates at it."""
+    fastembed. fastembed truncates at the smaller of tokenizer_config.json's model_max_length and max_length,
+    and the model's files say 128 there (its tokenizer.json too): both are set to max_seq_length (256), the
+    limit that sentence-transformers applies, or fastembed would embed half of each 256-token doc."""
     from sentence_transformers import SentenceTransformer
 
     out = work / "st-onnx"
@@ -332,7 +336,7 @@ def _prepare_st_onnx(work: Path) -> None:
     model.save(str(out))
     config_path = out / "tokenizer_config.json"
     config = json.loads(config_path.read_text())
-    config["model_max_length"] = model.max_seq_length
+    config["model_max_length"] = config["max_length"] = model.max_seq_length
     config_path.write_text(json.dumps(config, indent=2))
 
 

@@ -30,6 +30,8 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 
 BATCH = 32
 Encode = Callable[[list[str]], np.ndarray]
+# What a loader learned about how it runs (e.g. the precision OpenVINO picked); reported with the figures.
+INFO: dict[str, str] = {}
 
 
 # ---------------------------------------------------------------- loaders: each engine the way its docs show
@@ -63,13 +65,13 @@ def _openvino(precision: str, threads: int, artifacts: Path) -> Encode:
     from sentence_transformers import SentenceTransformer
 
     ov_config: dict[str, str] = {"INFERENCE_NUM_THREADS": str(threads)}
-    kwargs: dict[str, object] = {}
     if precision == "f32":
         ov_config["INFERENCE_PRECISION_HINT"] = "f32"
-    if precision == "int8":
-        kwargs["file_name"] = "openvino/openvino_model_qint8_quantized.xml"
-    kwargs["ov_config"] = ov_config
+    quantized = "_qint8_quantized" if precision == "int8" else ""
+    kwargs = {"file_name": f"openvino/openvino_model{quantized}.xml", "ov_config": ov_config}
     model = SentenceTransformer(str(artifacts / "openvino"), device="cpu", backend="openvino", model_kwargs=kwargs)
+    compiled = model[0].auto_model.request  # optimum-intel's CompiledModel
+    INFO["precision"] = compiled.get_property("INFERENCE_PRECISION_HINT").to_string()
     return lambda texts: model.encode(texts, batch_size=BATCH)
 
 
@@ -120,20 +122,34 @@ def _fastembed(threads: int, artifacts: Path) -> Encode:
 
 
 def _llama_cpp(threads: int, artifacts: Path) -> Encode:
-    """llama-cpp-python with embedding=True on the q8_0 GGUF; the GGUF's pooling (mean) is applied by llama.cpp."""
+    """llama-cpp-python with embedding=True on the q8_0 GGUF; llama.cpp applies the GGUF's pooling (mean).
+
+    Its context is the default, the model's 512 trained positions (so up to 512 tokens go in one decode). The
+    weights are loaded without llama.cpp's extra buffer types: a native build on a CPU that lists AMX puts q8_0
+    matrices in the AMX buffer, and its tile loads stop with SIGILL on this VM (its kernel does not grant the
+    tile state); the plain CPU buffer runs the AVX-512 kernels. Llama() has no argument for it, so the default
+    model parameters it starts from are wrapped.
+    """
+    import llama_cpp
+    import llama_cpp.llama
     from llama_cpp import Llama
 
-    # n_ubatch holds a whole batch of 32 docs of 256 tokens: BERT is non-causal, one sequence cannot be split.
+    defaults = llama_cpp.llama_cpp.llama_model_default_params
+
+    def without_extra_buffers() -> object:
+        params = defaults()
+        params.use_extra_bufts = False
+        return params
+
+    llama_cpp.llama.llama_cpp.llama_model_default_params = without_extra_buffers  # type: ignore[attr-defined]
     llm = Llama(
         model_path=str(artifacts / "gguf" / "all-MiniLM-L6-v2-q8_0.gguf"),
         embedding=True,
-        n_ctx=8192,
-        n_batch=8192,
-        n_ubatch=8192,
         n_threads=threads,
         n_threads_batch=threads,
         verbose=False,
     )
+    INFO["weights"] = "q8_0, no AMX repacking"
 
     def encode(texts: list[str]) -> np.ndarray:
         out = [np.array(llm.embed(texts[s : s + BATCH], normalize=True)) for s in range(0, len(texts), BATCH)]
@@ -181,7 +197,7 @@ def timed(encode: Encode, texts: list[str]) -> tuple[np.ndarray, float]:
     return np.asarray(vectors, dtype=np.float32), time.perf_counter() - start
 
 
-def run(args: argparse.Namespace) -> dict[str, float | str]:
+def run(args: argparse.Namespace) -> dict[str, object]:
     """Cold start, single-sentence latency, sentences and docs at batch 32, peak RSS; vectors with --vectors.
 
     A system that cannot load (e.g. embedrt-bf16 before embedrt has that variant) answers {"skipped": why}.
@@ -210,6 +226,7 @@ def run(args: argparse.Namespace) -> dict[str, float | str]:
         "latency_p50_ms": 1000 * float(np.percentile(latencies, 50)),
         "cold_start_s": cold,
         "peak_rss_mb": peak_rss_mb(),
+        **({"info": dict(INFO)} if INFO else {}),
     }
 
 
@@ -224,12 +241,14 @@ def prepare_openvino(source: Path, artifacts: Path, calibration: Path) -> None:
     out = artifacts / "openvino"
     model = SentenceTransformer(str(source), device="cpu", backend="openvino")  # exports the IR from the weights
     model.save(str(out))
-    # dataset_name is a local folder holding one JSON-lines file: datasets reads it without any hub access.
+    # dataset_name is a local folder holding one JSON-lines file: datasets reads it without any hub access
+    # (its config is "default"; the function wants all four dataset arguments or none, and none means GLUE).
     export_static_quantized_openvino_model(
         model,
         OVQuantizationConfig(),
         str(out),
         dataset_name=str(calibration.parent),
+        dataset_config_name="default",
         dataset_split="train",
         column_name="sentence",
     )

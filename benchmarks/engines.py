@@ -214,7 +214,8 @@ def summarize(results: list[dict]) -> dict:
             return {"status": Status.SKIPPED.value, "error": results[0]["skipped"]}
         return {"status": Status.FAILED.value, "error": results[0]["error"] if results else "no round ran"}
     keys = [k for k, v in ok[0].items() if isinstance(v, int | float)]
-    return {"status": Status.OK.value, "rounds": len(ok), **{k: statistics.median(r[k] for r in ok) for k in keys}}
+    row = {"status": Status.OK.value, "rounds": len(ok), **{k: statistics.median(r[k] for r in ok) for k in keys}}
+    return row | ({"info": ok[0]["info"]} if "info" in ok[0] else {})
 
 
 def last_line_error(stderr: str) -> str:
@@ -367,6 +368,12 @@ def table(systems: dict[str, dict]) -> list[str]:
     return lines
 
 
+def info_note(row: dict) -> str:
+    """What the worker reported about how it ran, e.g. " (precision: bfloat16)"."""
+    info = row.get("info") or {}
+    return " (" + ", ".join(f"{k}: {v}" for k, v in info.items()) + ")" if info else ""
+
+
 def markdown(report: dict) -> str:
     m = report["machine"]
     lines = [
@@ -383,7 +390,7 @@ def markdown(report: dict) -> str:
         "",
         "What runs:",
         "",
-        *[f"- {name}: {BY_NAME[name].how}" for name in report["systems"] if name in BY_NAME],
+        *[f"- {name}: {BY_NAME[name].how}{info_note(row)}" for name, row in report["systems"].items()],
     ]
     return "\n".join(lines) + "\n"
 

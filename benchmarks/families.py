@@ -224,14 +224,14 @@ def _texts() -> tuple[list[str], list[str]]:
     return sentences[:SENTENCES], passages
 
 
-def long_texts(source: Path, tokens: int) -> list[str]:
-    """``LONG_TEXTS`` texts of about ``tokens`` tokens ([CLS] and [SEP] included) under the model's tokenizer."""
+def long_texts(source: Path, tokens: int, count: int = LONG_TEXTS) -> list[str]:
+    """``count`` texts of about ``tokens`` tokens ([CLS] and [SEP] included) under the model's tokenizer."""
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(str(_transformer_dir(source)))
     words = " ".join(sts_sentences()).split()
     texts = []
-    for i in range(LONG_TEXTS):
+    for i in range(count):
         start = (i * 997) % max(1, len(words) - 4 * tokens)
         low, high = 1, 4 * tokens  # the most words whose tokens fit, by bisection
         while low < high:

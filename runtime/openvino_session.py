@@ -18,6 +18,14 @@ import numpy as np
 
 from embedrt.bf16 import import_openvino
 
+# Inputs shorter than BUCKET_LIMIT tokens are padded (attention mask 0) to a multiple of BUCKET and the outputs cut
+# back: OpenVINO re-plans its buffers whenever the input shape changes, which cost a one-sentence call about 0.7 ms
+# when consecutive sentences differed in length (all-MiniLM-L6-v2, sts-test sentences; 1.98 ms at one shape, 2.71
+# varied, 2.54-2.71 in buckets of 16, 2.97-3.59 of 8, 3.19-3.25 of 32). Short only, so that positions
+# computed from the ids (XLM-R) stay far below any model's limit.
+BUCKET, BUCKET_LIMIT = 16, 128
+MASK = "attention_mask"
+
 
 @dataclass(frozen=True)
 class NodeArg:
@@ -70,6 +78,25 @@ class OpenVinoSession:
         request = getattr(self._local, "request", None)
         if request is None:
             request = self._local.request = self._compiled.create_infer_request()
-        result = request.infer(dict(feeds))
+        length = next(iter(feeds.values())).shape[1]
+        result = request.infer(bucketed(feeds, length))
         names = output_names or [arg.name for arg in self._outputs]
-        return [np.asarray(result[self._compiled.output(name)]) for name in names]
+        return [cut(np.asarray(result[self._compiled.output(name)]), length) for name in names]
+
+
+def bucketed(feeds: Mapping[str, np.ndarray], length: int) -> dict[str, np.ndarray]:
+    """(batch, length) inputs padded to the next multiple of BUCKET below BUCKET_LIMIT tokens.
+
+    The new positions are masked (attention mask 0) and repeat each row's last id and type, so no real token can
+    attend to them and pooling, which reads the mask, never sees them.
+    """
+    padded = -(-length // BUCKET) * BUCKET
+    if padded == length or padded > BUCKET_LIMIT or MASK not in feeds:
+        return dict(feeds)
+    width = ((0, 0), (0, padded - length))
+    return {k: np.pad(v, width, mode="constant" if k == MASK else "edge") for k, v in feeds.items()}
+
+
+def cut(output: np.ndarray, length: int) -> np.ndarray:
+    """Per-token outputs (batch, padded length, ...) cut back to the caller's length; others as they are."""
+    return np.ascontiguousarray(output[:, :length]) if output.ndim >= 3 and output.shape[1] > length else output

@@ -191,3 +191,18 @@ def test_load_refuses_bf16_that_fails_its_gate(tiny_export, monkeypatch):
 def test_gate_counts_zero_vectors_as_a_miss():
     assert cosines(np.zeros((2, 4)), np.ones((2, 4))).tolist() == [0.0, 0.0]
     assert cosines(np.array([[3.0, 4.0]]), np.array([[6.0, 8.0]]))[0] == pytest.approx(1.0)
+
+
+def test_openvino_inputs_are_padded_to_buckets_and_outputs_cut_back():
+    from embedrt.openvino_session import BUCKET, BUCKET_LIMIT, bucketed, cut
+
+    ids = np.array([[101, 7, 8, 102, 0], [101, 9, 10, 11, 102]])
+    mask = (ids != 0).astype(np.int64)
+    padded = bucketed({"input_ids": ids, "attention_mask": mask}, 5)
+    assert padded["input_ids"].shape == (2, BUCKET) and padded["attention_mask"][:, 5:].sum() == 0
+    assert (padded["input_ids"][:, 5:] == ids[:, -1:]).all() and (padded["attention_mask"][:, :5] == mask).all()
+    hidden = np.arange(2 * BUCKET * 3, dtype=np.float32).reshape(2, BUCKET, 3)
+    assert cut(hidden, 5).shape == (2, 5, 3) and cut(np.ones((2, 3)), 5).shape == (2, 3)
+    long = np.ones((1, BUCKET_LIMIT + 1), dtype=np.int64)
+    assert bucketed({"input_ids": long, "attention_mask": long}, BUCKET_LIMIT + 1)["input_ids"].shape[1] == 129
+    assert bucketed({"input_ids": ids[:, :4]}, 4)["input_ids"].shape == (2, 4)  # no mask: never padded

@@ -383,6 +383,28 @@ def table(systems: dict[str, dict]) -> list[str]:
     return lines
 
 
+# Issue 27's targets: (system, over, key, at least). p50 "no worse than today" is read from the table.
+TARGETS = (
+    ("embedrt-bf16", "openvino-bf16", "sentences_per_s", 1.2),
+    ("embedrt-bf16", "openvino-bf16", "docs_per_s", 1.2),
+    ("embedrt-int8", "openvino-int8", "docs_per_s", 1.2),
+    ("embedrt-int8", "st-torch", "sentences_per_s", 4.0),
+)
+
+
+def targets(systems: dict[str, dict]) -> list[str]:
+    """One line per target: the ratio measured in this run, the bar, met or missed (or why it can't be said)."""
+    lines = []
+    for system, over, key, bar in TARGETS:
+        a, b = systems.get(system, {}).get(key), systems.get(over, {}).get(key)
+        if a is None or not b:
+            lines.append(f"- {system} / {over} {key}: not measured in this run (>= {bar})")
+            continue
+        verdict = "met" if a / b >= bar else "missed"
+        lines.append(f"- {system} / {over} {key}: {a / b:.2f}x (>= {bar}: {verdict})")
+    return lines
+
+
 def info_note(row: dict) -> str:
     """What the worker reported about how it ran, e.g. " (precision: bfloat16)"."""
     info = row.get("info") or {}
@@ -402,6 +424,10 @@ def markdown(report: dict) -> str:
         "docs; Spearman: the sts-test pairs' cosine against the gold scores.",
         "",
         *table(report["systems"]),
+        "",
+        "Targets (ratios in this run):",
+        "",
+        *targets(report["systems"]),
         "",
         "What runs:",
         "",

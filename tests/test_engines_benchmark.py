@@ -123,3 +123,19 @@ def test_unknown_system_is_a_clear_error(capsys):
 def test_read_sts_limit_and_gold(sts_test_file):
     first, second, gold = engines.read_sts("test", 5)
     assert len(first) == len(second) == len(gold) == 5 and all(0 <= g <= 5 for g in gold)
+
+
+def test_targets_are_ratios_of_this_run():
+    from benchmarks import engines
+
+    systems = {
+        "embedrt-bf16": {"sentences_per_s": 1300.0, "docs_per_s": 50.0},
+        "openvino-bf16": {"sentences_per_s": 1000.0, "docs_per_s": 50.0},
+        "embedrt-int8": {"sentences_per_s": 1000.0},
+        "st-torch": {"sentences_per_s": 200.0},
+    }
+    lines = engines.targets(systems)
+    assert lines[0] == "- embedrt-bf16 / openvino-bf16 sentences_per_s: 1.30x (>= 1.2: met)"
+    assert lines[1] == "- embedrt-bf16 / openvino-bf16 docs_per_s: 1.00x (>= 1.2: missed)"
+    assert lines[2] == "- embedrt-int8 / openvino-int8 docs_per_s: not measured in this run (>= 1.2)"
+    assert lines[3] == "- embedrt-int8 / st-torch sentences_per_s: 5.00x (>= 4.0: met)"

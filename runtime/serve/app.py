@@ -78,8 +78,10 @@ from embedrt.serve.tokens import TokenJson
 log = logging.getLogger("embedrt.serve")
 Handler = Callable[[Request], Awaitable[Response]]
 # Answers with more floats than this are encoded off the event loop (``_encoded``). orjson writes about 25 million
-# floats/s here: 4,096 cost about 160 us, as much as the hops to a thread and back, and a one-vector answer 15 us.
-OFF_LOOP_VALUES = 4096
+# floats/s here (a one-vector answer of 384 floats: 15 us), and the hops to a thread and back cost 0.1-0.2 ms and
+# contend for the GIL with the model threads: up to about 1.3 ms of encoding (85 vectors of 384, so the 32-vector
+# answers of a batch load too) stays on the loop; a 2,048-vector answer (about 30 ms) does not stall it.
+OFF_LOOP_VALUES = 32768
 _GONE = 499  # nginx's "client closed request": counted in metrics, never sent (nobody is listening)
 
 

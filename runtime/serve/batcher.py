@@ -485,6 +485,10 @@ class Batcher:
             if request.too_long is not None and cut is not None:
                 self._fail(request, request.too_long(piece.start + cut))
                 continue
+            if piece.start == 0 and piece.end == len(request.items):  # the whole request in one slice: no copy
+                values = np.ascontiguousarray(result.values, dtype=np.float32)  # orjson writes C-contiguous rows
+                request.future.set_result(Rows(values, result.tokens, result.truncated))
+                continue
             if request.values is None:
                 request.values = np.empty((len(request.items), result.values.shape[1]), dtype=np.float32)
                 request.tokens = [0] * len(request.items)

@@ -57,6 +57,9 @@ PHASES = (
     ("  loop to the handler", "finish", "encode_in"),
     ("JSON encode", "encode_in", "encode_out"),
     ("out (response, metrics, write)", "encode_out", "sent"),
+    ("  handler's return", "encode_out", "metrics_in"),
+    ("  metrics", "metrics_in", "metrics_out"),
+    ("  response written", "metrics_out", "sent"),
     ("server total", "recv", "sent"),
 )
 
@@ -112,6 +115,7 @@ def _instrument() -> None:
     import embedrt.serve.app as app_module
     from embedrt.encoder import Encoder
     from embedrt.serve.batcher import Batcher
+    from embedrt.serve.metrics import Metrics
 
     received = HttpToolsProtocol.data_received
 
@@ -150,6 +154,7 @@ def _instrument() -> None:
     _wrap(Encoder, "embed", "model_in", "model_out")
     _wrap(Batcher, "_compute", None, "cycle_out")
     _wrap(Batcher, "_finish", "finish", None)
+    _wrap(Metrics, "observe_request", "metrics_in", "metrics_out")
 
 
 def serve(model_dir: str, variant: str, port: int, out: str) -> None:

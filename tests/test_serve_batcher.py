@@ -346,3 +346,16 @@ def test_a_large_lone_request_continues_on_the_batching_task(model):
     out = asyncio.run(run())
     assert model.calls[0] == texts[:CYCLE_INPUTS] and sum(map(len, model.calls)) == len(texts)
     np.testing.assert_allclose(out.vectors, model.real(texts).vectors, atol=1e-6)  # rows in request order
+
+
+def test_requests_arriving_in_one_turn_share_the_lone_requests_cycle(model):
+    """The lone request's cycle starts at the end of the loop's turn, with what arrived beside it."""
+
+    async def run():
+        batcher = Batcher(model.encoder, max_queue=100, max_wait_ms=60_000, workers=2)  # no start()
+        together = [batcher.submit([f"burst {i}"]) for i in range(3)]  # one turn, as one epoll batch gives
+        await asyncio.wait_for(asyncio.gather(*together), 30)
+        await batcher.stop()
+
+    asyncio.run(run())
+    assert model.calls == [["burst 0", "burst 1", "burst 2"]]

@@ -15,9 +15,9 @@ for more work only when it is short, its first request queued behind a running c
 is idle (an idle slot would take the newcomers anyway).
 
 A request that would start at once anyway (nothing queued before it, a cycle slot idle, no reason to wait) is
-handed to a worker thread by ``submit`` itself, in the caller's step of the event loop, instead of waking the
-batching task for it: one hop from the loop to the model thread and one back. The batching task forms every other
-cycle.
+handed to a worker thread by a callback that ``submit`` schedules at the end of the loop's turn (so requests
+arriving in the same turn share the cycle), instead of waking the batching task for it: one hop from the loop to
+the model thread and one back. The batching task forms every other cycle.
 """
 
 from __future__ import annotations
@@ -317,8 +317,10 @@ class Batcher:
         self._requests.append(request)
         self.queued_inputs += len(items)
         if alone and not self._slots.locked() and not self._waits(request, min(len(items), CYCLE_INPUTS)):
-            self._start_now(loop)
-        if self._requests:  # left for the batching task: all of it, or what the first cycle did not take
+            # At the end of this turn of the loop, not now: requests that arrived with this one (handled in the
+            # same turn) share its cycle, as they would the batching task's.
+            loop.call_soon(self._start_now, loop)
+        else:
             self._wakeup.set()
         return request.future
 
@@ -376,16 +378,19 @@ class Batcher:
             self._launch(slices, loop)
 
     def _start_now(self, loop: asyncio.AbstractEventLoop) -> None:
-        """The first cycle of a request that needs no batching decision, from ``submit`` (see the module's doc)."""
-        # A free slot (checked by the caller) is acquired without suspending, so the coroutine is run to its end
-        # here, in this step of the loop; should it suspend after all, the batching task takes the request.
-        acquiring = self._slots.acquire()
-        try:
-            acquiring.send(None)
-        except StopIteration:
-            self._launch(self._take(CYCLE_INPUTS), loop)
-            return
-        acquiring.close()  # leaves the semaphore's waiters as they were
+        """A cycle for what ``submit`` found alone (see the module's doc); the batching task takes any rest."""
+        if self._live_requests() and not self._slots.locked():
+            # A free slot is acquired without suspending, so the coroutine runs to its end here; should it
+            # suspend after all, it is closed (the semaphore's waiters as they were) and the task takes over.
+            acquiring = self._slots.acquire()
+            try:
+                acquiring.send(None)
+            except StopIteration:
+                self._launch(self._take(CYCLE_INPUTS), loop)
+            else:
+                acquiring.close()
+        if self._requests:  # what the cycle did not take, or everything when no slot was free after all
+            self._wakeup.set()
 
     def _waits(self, first: _Request, size: int) -> bool:
         """Whether a cycle of ``size`` items starting with ``first`` waits for more (see the module's doc)."""

@@ -11,8 +11,6 @@
   still sending a large body then sees the reset instead of the 413 it was answered. When a response closes the
   connection before its request body has arrived, the server sends FIN, reads and discards what still comes for
   up to ``linger`` seconds, and closes then (or at the client's EOF), as other servers do.
-- **One write per answer.** uvicorn writes a response's head and body separately; small writes of one turn of
-  the loop leave together (one syscall, one wake-up of the client), see ``_Transport``.
 - **Connection limit.** Past ``max_connections`` open connections (or requests in progress), requests get a 503
   with the same JSON error body and ``x-request-id`` as every other answer.
 """
@@ -60,60 +58,20 @@ _BUSY = RequestIds(_busy)
 
 
 class _Transport:
-    """The socket transport as uvicorn sees it.
-
-    ``close`` lingers when the request body has not all arrived. Small writes are held until the end of the
-    loop's turn and sent as one: uvicorn writes a response's head and its body separately, and two send() calls
-    cost a second syscall and wake the client twice (it reads the head alone, then waits again for the body).
-    """
-
-    HELD_BYTES = 64 * 1024  # a write that would hold more is sent at once (after what is held)
+    """The socket transport as uvicorn sees it: ``close`` lingers when the request body has not all arrived."""
 
     def __init__(self, inner: asyncio.Transport, protocol: Any) -> None:
         self._inner = inner
         self._protocol = protocol
         self.lingering = False
-        self._held: list[bytes] = []
-        self._held_size = 0
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._inner, name)
-
-    def write(self, data: bytes | bytearray | memoryview) -> None:
-        """Hold ``data`` for the turn's other writes when small (see the class's doc), else send it now."""
-        if self._held_size + len(data) > self.HELD_BYTES:
-            self.flush()
-            self._inner.write(data)
-            return
-        if not self._held:
-            self._protocol.loop.call_soon(self.flush)
-        self._held.append(bytes(data))
-        self._held_size += len(data)
-
-    def flush(self) -> None:
-        """Send what is held, in one write (nothing once the connection is closing: nobody would read it)."""
-        if self._held:
-            data = b"".join(self._held)
-            self._held, self._held_size = [], 0
-            if not self._inner.is_closing():
-                self._inner.write(data)
-
-    def get_write_buffer_size(self) -> int:
-        return self._inner.get_write_buffer_size() + self._held_size
-
-    def write_eof(self) -> None:
-        self.flush()
-        self._inner.write_eof()
-
-    def abort(self) -> None:
-        self._held, self._held_size = [], 0
-        self._inner.abort()
 
     def is_closing(self) -> bool:
         return self.lingering or self._inner.is_closing()
 
     def close(self) -> None:
-        self.flush()  # the answer goes before the FIN, whichever way the connection closes
         cycle = self._protocol.cycle
         if self.lingering or self._inner.is_closing() or cycle is None or not cycle.more_body:
             self._inner.close()

@@ -624,3 +624,49 @@ def test_an_exposed_server_without_a_key_says_so_at_start(tiny_export, monkeypat
         assert ("WARNING: embedrt serve listens on" in err) is warned, (host, err)
     main(["serve", str(tiny_export), "--host", "0.0.0.0", "--variant", "fp32", "--api-key", "k"])
     assert "WARNING" not in capsys.readouterr().err
+
+
+def test_large_answers_are_encoded_off_the_event_loop_and_small_ones_on_it():
+    import threading
+
+    from embedrt.serve.app import OFF_LOOP_VALUES, _encoded
+
+    def thread_name() -> bytes:
+        return threading.current_thread().name.encode()
+
+    async def run():
+        small = await _encoded(thread_name, OFF_LOOP_VALUES)
+        large = await _encoded(thread_name, OFF_LOOP_VALUES + 1)
+        return small.body, large.body
+
+    small, large = asyncio.run(run())
+    assert small == threading.current_thread().name.encode()  # the loop's thread
+    assert large != small
+
+
+@pytest.mark.parametrize("rows", [1, 8, 9, 64, 300])
+def test_answers_are_the_same_bytes_however_their_rows_are_written(rows):
+    """Past FRAGMENT_ROWS, rows are written one orjson call each; the answer's bytes do not change."""
+    import orjson
+
+    from embedrt.serve.cohere import cohere_embed_body, cohere_embed_request
+    from embedrt.serve.protocol import EncodingFormat, openai_body, tei_body
+
+    vectors = np.random.default_rng(rows).standard_normal((rows, 384)).astype(np.float32)
+    numpy = orjson.OPT_SERIALIZE_NUMPY
+    data = [{"object": "embedding", "index": i, "embedding": row} for i, row in enumerate(vectors)]
+    usage = {"prompt_tokens": 7, "total_tokens": 7}
+    expected = orjson.dumps({"object": "list", "data": data, "model": "m", "usage": usage}, option=numpy)
+    assert openai_body(vectors, EncodingFormat.FLOAT, "m", 7) == expected
+    assert tei_body(vectors) == orjson.dumps(vectors, option=numpy)
+    req = cohere_embed_request({"texts": ["t"] * rows}, 1000, 384, 128, v2=False)
+    got = orjson.loads(cohere_embed_body(vectors, req, 7, "id", v2=False))
+    assert got["embeddings"] == orjson.loads(orjson.dumps(vectors, option=numpy))
+
+
+def test_many_rows_through_the_server_are_the_encoders(server, encoder):
+    texts = [f"text number {i}" for i in range(64)]
+    got = server.post("/v1/embeddings", {"input": texts}).json()
+    np.testing.assert_allclose([d["embedding"] for d in got["data"]], encoder.encode(texts), atol=1e-6)
+    assert [d["index"] for d in got["data"]] == list(range(64))
+    np.testing.assert_allclose(server.post("/embed", {"inputs": texts}).json(), encoder.encode(texts), atol=1e-6)

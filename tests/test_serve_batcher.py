@@ -292,3 +292,70 @@ def test_a_compute_function_over_pairs_shares_the_queue_and_its_budgets():
     assert all(len(call) <= CYCLE_INPUTS and kind == "rerank" for call, kind in model.calls)
     assert sum(len(call) for call, _ in model.calls) == 1 + 40 + 1 + 2
     assert too_long.status == 413 and too_long.param == "texts[1]" and "max_length 64" in too_long.message
+
+
+def test_a_lone_request_starts_without_the_batching_task(model):
+    """A lone request is handed to a worker by ``submit`` itself; the batching task is never started here."""
+
+    async def run():
+        batcher = Batcher(model.encoder, max_queue=10_000, max_wait_ms=60_000, workers=1)  # no start()
+        # Without the fast path these would wait forever for the task: 30 s is a failure, not a timing.
+        alone = await asyncio.wait_for(batcher.embed(["alone"]), 30)
+        large = await asyncio.wait_for(batcher.embed([f"large {i}" for i in range(CYCLE_INPUTS)]), 30)
+        await batcher.stop()
+        return alone, large
+
+    alone, large = asyncio.run(run())
+    assert model.calls == [["alone"], [f"large {i}" for i in range(CYCLE_INPUTS)]]
+    np.testing.assert_allclose(alone.vectors, model.real(["alone"]).vectors, atol=1e-6)
+    assert len(large.vectors) == CYCLE_INPUTS
+
+
+def test_requests_behind_a_cycle_are_left_to_the_batching_task_in_order(model):
+    """Only a request with nothing queued ahead, an idle slot and no reason to wait skips the batching task."""
+
+    async def run():
+        batcher = Batcher(model.encoder, max_queue=100, max_wait_ms=60_000, workers=2)  # started below
+        model.gate.clear()
+        first = batcher.submit(["first"])  # alone: started at once, held at the gate
+        await model.wait_entered()
+        behind = batcher.submit(["behind"])  # behind a cycle with no other idle slot: it may wait for company
+        model.gate.set()
+        await asyncio.wait_for(first, 30)
+        after = batcher.submit(["after"])  # a slot is idle now, but "behind" is queued ahead of it
+        queued = batcher.queued_inputs
+        batcher.start()
+        await asyncio.gather(behind, after)
+        await batcher.stop()
+        return queued
+
+    assert asyncio.run(run()) == 2
+    assert model.calls == [["first"], ["behind", "after"]]  # one cycle, in arrival order
+
+
+def test_a_large_lone_request_continues_on_the_batching_task(model):
+    """The first cycle of a lone large request starts in ``submit``; the batching task forms the rest."""
+    texts = [f"text {i}" for i in range(3 * CYCLE_INPUTS + 5)]
+
+    async def run():
+        batcher = await _started(Batcher(model.encoder, max_queue=10_000, max_wait_ms=60_000, workers=2))
+        out = await batcher.embed(texts)
+        await batcher.stop()
+        return out
+
+    out = asyncio.run(run())
+    assert model.calls[0] == texts[:CYCLE_INPUTS] and sum(map(len, model.calls)) == len(texts)
+    np.testing.assert_allclose(out.vectors, model.real(texts).vectors, atol=1e-6)  # rows in request order
+
+
+def test_requests_arriving_in_one_turn_share_the_lone_requests_cycle(model):
+    """The lone request's cycle starts at the end of the loop's turn, with what arrived beside it."""
+
+    async def run():
+        batcher = Batcher(model.encoder, max_queue=100, max_wait_ms=60_000, workers=2)  # no start()
+        together = [batcher.submit([f"burst {i}"]) for i in range(3)]  # one turn, as one epoll batch gives
+        await asyncio.wait_for(asyncio.gather(*together), 30)
+        await batcher.stop()
+
+    asyncio.run(run())
+    assert model.calls == [["burst 0", "burst 1", "burst 2"]]

@@ -11,8 +11,9 @@ import dataclasses
 import functools
 import hmac
 import logging
+import sys
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Hashable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -76,6 +77,11 @@ from embedrt.serve.tokens import TokenJson
 
 log = logging.getLogger("embedrt.serve")
 Handler = Callable[[Request], Awaitable[Response]]
+# Answers with more floats than this are encoded off the event loop (``_encoded``). orjson writes about 25 million
+# floats/s here (a one-vector answer of 384 floats: 15 us), and the hops to a thread and back cost 0.1-0.2 ms and
+# contend for the GIL with the model threads: up to about 1.3 ms of encoding (85 vectors of 384, so the 32-vector
+# answers of a batch load too) stays on the loop; a 2,048-vector answer (about 30 ms) does not stall it.
+OFF_LOOP_VALUES = 32768
 _GONE = 499  # nginx's "client closed request": counted in metrics, never sent (nobody is listening)
 
 
@@ -197,7 +203,8 @@ class _Server:
         self._check_model_name(req.model)
         embedded = await self._embed(request, req, encoder)
         model = req.model or self.config.model_name
-        return _json(openai_body(embedded.values, req.encoding_format, model, sum(embedded.tokens)))
+        body = functools.partial(openai_body, embedded.values, req.encoding_format, model, sum(embedded.tokens))
+        return await _encoded(body, embedded.values.size)
 
     async def tei(self, request: Request) -> Response:
         """POST /embed."""
@@ -206,7 +213,8 @@ class _Server:
 
     async def _tei_embed(self, request: Request, data: dict[str, Any], encoder: Encoder) -> Response:
         req = tei_request(data, self.config.max_inputs, encoder.dimension)
-        return _json(tei_body((await self._embed(request, req, encoder)).values))
+        values = (await self._embed(request, req, encoder)).values
+        return await _encoded(functools.partial(tei_body, values), values.size)
 
     async def similarity(self, request: Request) -> Response:
         """POST /similarity (text-embeddings-inference): the cosine of each sentence to the source sentence."""
@@ -284,7 +292,8 @@ class _Server:
         too_long = functools.partial(self._texts_too_long, encoder.max_seq_length)
         embedded = await self._embed(request, embed, encoder, too_long)
         rid = request_id(request.scope)
-        return _json(cohere_embed_body(embedded.values, req, sum(embedded.tokens), rid, v2=v2))
+        body = functools.partial(cohere_embed_body, embedded.values, req, sum(embedded.tokens), rid, v2=v2)
+        return await _encoded(body, embedded.values.size)
 
     @staticmethod
     def _texts_too_long(max_seq_length: int, index: int) -> ApiError:
@@ -415,14 +424,19 @@ class _Server:
         sizes: list[int] | None = None,
     ) -> Rows:
         """Queue the items; drop them when the client disconnects first."""
-        work = asyncio.ensure_future(self.batcher.run(items, kind, too_long, sizes))
+        rows = self.batcher.submit(items, kind, too_long, sizes)
         gone = asyncio.ensure_future(_disconnected(request))
-        await asyncio.wait((work, gone), return_when=asyncio.FIRST_COMPLETED)
-        if work.done():
+        # Awaiting the rows' future itself (no task around it, no asyncio.wait) wakes this handler in the loop turn
+        # that completes it; a disconnect cancels it instead, and the batcher skips its queued texts.
+        gone.add_done_callback(functools.partial(_drop, rows))
+        try:
+            return await rows
+        except asyncio.CancelledError:
+            if gone.done() and not gone.cancelled():
+                raise _ClientGone from None
+            raise
+        finally:
             gone.cancel()
-            return work.result()
-        work.cancel()  # its queued texts are skipped by the batcher
-        raise _ClientGone
 
     def _prompt(self, name: str | None, encoder: Encoder) -> str:
         try:
@@ -465,12 +479,31 @@ async def _read_body(request: Request, limit: int, timeout: float, budget: Batch
 
     async with budget.body() as share:  # released once read: the texts count again once queued
         try:
-            await asyncio.wait_for(read(share), timeout)
+            await _within(read(share), timeout)
         except (TimeoutError, asyncio.TimeoutError):  # the same class from 3.11; apart on 3.10
             raise ApiError(
                 408, f"the body did not arrive within {timeout:g} s", code="timeout", headers={"Connection": "close"}
             ) from None
     return b"".join(chunks)
+
+
+async def _within(work: Coroutine[Any, Any, None], seconds: float) -> None:
+    """Await ``work``, cancelled with TimeoutError after ``seconds``.
+
+    ``asyncio.timeout`` (3.11 on) runs it in this task; ``asyncio.wait_for`` (3.10) wraps it in a task of its
+    own, which costs every request a turn of the loop.
+    """
+    if sys.version_info >= (3, 11):
+        async with asyncio.timeout(seconds):
+            await work
+    else:
+        await asyncio.wait_for(work, seconds)
+
+
+def _drop(rows: asyncio.Future[Rows], gone: asyncio.Future[None]) -> None:
+    """The client went away (``gone`` finished): cancel its rows, unless they are ready or it was the server."""
+    if not gone.cancelled():
+        rows.cancel()
 
 
 async def _disconnected(request: Request) -> None:
@@ -502,6 +535,16 @@ class _HeldBody(Response):
             await send({"type": "http.response.body", "body": b"", "more_body": False})
         finally:
             self._release()
+
+
+async def _encoded(body: Callable[[], bytes], values: int) -> Response:
+    """The JSON answer ``body`` writes, on the event loop or, past ``OFF_LOOP_VALUES`` floats, on a thread.
+
+    A large answer encoded on the loop would stall every other request meanwhile (``float_rows`` lets the loop in).
+    """
+    if values <= OFF_LOOP_VALUES:
+        return _json(body())
+    return _json(await asyncio.get_running_loop().run_in_executor(None, body))
 
 
 def _json(body: bytes, status: int = 200) -> Response:

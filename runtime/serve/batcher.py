@@ -13,6 +13,11 @@ slices are done.
 When the model is idle, a request starts at once. A cycle waits (up to ``max_wait_ms`` from its oldest request)
 for more work only when it is short, its first request queued behind a running cycle, and no other cycle slot
 is idle (an idle slot would take the newcomers anyway).
+
+A request that would start at once anyway (nothing queued before it, a cycle slot idle, no reason to wait) is
+handed to a worker thread by a callback that ``submit`` schedules at the end of the loop's turn (so requests
+arriving in the same turn share the cycle), instead of waking the batching task for it: one hop from the loop to
+the model thread and one back. The batching task forms every other cycle.
 """
 
 from __future__ import annotations
@@ -285,16 +290,39 @@ class Batcher:
             ApiError: 429 when the queue holds too many items or bytes; ``too_long``'s error.
 
         """
+        return await self.submit(items, kind, too_long, sizes)
+
+    def submit(
+        self,
+        items: Sequence[Any],
+        kind: Hashable = Kind(),
+        too_long: TooLong | None = None,
+        sizes: list[int] | None = None,
+    ) -> asyncio.Future[Rows]:
+        """``run`` without the coroutine: queue ``items`` (or start them at once) and return the future of their rows.
+
+        Cancelling the future (the client went away) drops what is still queued. Arguments as ``run``'s.
+
+        Raises:
+            ApiError: 429 when the queue holds too many items or bytes.
+
+        """
         if self.queued_inputs + len(items) > self.max_queue:
             raise self._full(f"{self.queued_inputs} inputs queued (limit {self.max_queue})")
         sizes = sizes if sizes is not None else [characters(item) for item in items]
         self.reserve(sum(sizes))
         loop = asyncio.get_running_loop()
         request = _Request(items, sizes, kind, too_long, loop.create_future(), self._in_flight > 0)
+        alone = not self._live_requests()  # read before queueing: nothing waits ahead of this request
         self._requests.append(request)
         self.queued_inputs += len(items)
-        self._wakeup.set()
-        return await request.future
+        if alone and not self._slots.locked() and not self._waits(request, min(len(items), CYCLE_INPUTS)):
+            # At the end of this turn of the loop, not now: requests that arrived with this one (handled in the
+            # same turn) share its cycle, as they would the batching task's.
+            loop.call_soon(self._start_now, loop)
+        else:
+            self._wakeup.set()
+        return request.future
 
     async def embed(self, texts: list[str], kind: Kind = Kind(), truncate: bool = True) -> Embedding:
         """``run`` for a Batcher built from an Encoder: vectors, and a 413 naming ``inputs[i]`` when too long.
@@ -347,9 +375,32 @@ class Batcher:
             if not slices:  # every waiting client went away meanwhile
                 self._slots.release()
                 continue
-            self._in_flight += 1
-            cycle = loop.run_in_executor(self._executor, self._compute, slices)
-            cycle.add_done_callback(functools.partial(self._finish, slices))
+            self._launch(slices, loop)
+
+    def _start_now(self, loop: asyncio.AbstractEventLoop) -> None:
+        """A cycle for what ``submit`` found alone (see the module's doc); the batching task takes any rest."""
+        if self._live_requests() and not self._slots.locked():
+            # A free slot is acquired without suspending, so the coroutine runs to its end here; should it
+            # suspend after all, it is closed (the semaphore's waiters as they were) and the task takes over.
+            acquiring = self._slots.acquire()
+            try:
+                acquiring.send(None)
+            except StopIteration:
+                self._launch(self._take(CYCLE_INPUTS), loop)
+            else:
+                acquiring.close()
+        if self._requests:  # what the cycle did not take, or everything when no slot was free after all
+            self._wakeup.set()
+
+    def _waits(self, first: _Request, size: int) -> bool:
+        """Whether a cycle of ``size`` items starting with ``first`` waits for more (see the module's doc)."""
+        others_busy = self._in_flight >= self.workers - 1
+        return first.behind_a_cycle and others_busy and size < CYCLE_INPUTS and self.max_wait_s > 0
+
+    def _launch(self, slices: list[_Slice], loop: asyncio.AbstractEventLoop) -> None:
+        """Run a cycle on a worker thread (its slot is held); ``_finish`` runs on the loop when it is done."""
+        self._in_flight += 1
+        self._executor.submit(self._cycle, slices, loop)
 
     async def _next_cycle(self) -> list[_Slice]:
         if not self._live_requests():
@@ -357,8 +408,7 @@ class Batcher:
         first = self._requests[0]
         slices = self._take(CYCLE_INPUTS)
         size = sum(s.end - s.start for s in slices)
-        others_busy = self._in_flight >= self.workers - 1
-        if first.behind_a_cycle and others_busy and size < CYCLE_INPUTS and self.max_wait_s > 0:
+        if self._waits(first, size):
             remaining = first.arrived + self.max_wait_s - time.perf_counter()
             if remaining > 0:
                 await asyncio.sleep(remaining)
@@ -393,6 +443,20 @@ class Batcher:
                 self._requests.append(request)  # back of the line: the other requests' turn first
         return taken
 
+    def _cycle(self, slices: list[_Slice], loop: asyncio.AbstractEventLoop) -> None:
+        """On a worker thread: compute, then hand the rows (or the error) to ``_finish`` on the loop directly.
+
+        Scheduling ``_finish`` from here, rather than through ``run_in_executor``'s future and a done callback,
+        saves the loop one turn per cycle before the request's own task wakes.
+        """
+        rows: list[Rows] | None = None
+        error: BaseException | None = None
+        try:
+            rows = self._compute(slices)
+        except BaseException as exc:  # whatever the model raises fails the cycle's requests, never the server
+            error = exc
+        loop.call_soon_threadsafe(self._finish, slices, rows, error)
+
     def _compute(self, slices: list[_Slice]) -> list[Rows]:
         """On an executor thread: one compute call per kind of request, split back into slices."""
         done: dict[int, Rows] = {}
@@ -408,10 +472,9 @@ class Batcher:
                 start = end
         return [done[i] for i in range(len(slices))]
 
-    def _finish(self, slices: list[_Slice], cycle: asyncio.Future[list[Rows]]) -> None:
+    def _finish(self, slices: list[_Slice], rows: list[Rows] | None, error: BaseException | None) -> None:
         self._in_flight -= 1
         self._slots.release()
-        error = cycle.exception()
         self.failed_cycles = self.failed_cycles + 1 if error is not None else 0
         for i, piece in enumerate(slices):
             request = piece.request
@@ -421,10 +484,15 @@ class Batcher:
             if error is not None:
                 self._fail(request, error)
                 continue
-            result = cycle.result()[i]
+            assert rows is not None  # no error: the cycle computed every slice's rows
+            result = rows[i]
             cut = next((k for k, truncated in enumerate(result.truncated) if truncated), None)
             if request.too_long is not None and cut is not None:
                 self._fail(request, request.too_long(piece.start + cut))
+                continue
+            if piece.start == 0 and piece.end == len(request.items):  # the whole request in one slice: no copy
+                values = np.ascontiguousarray(result.values, dtype=np.float32)  # orjson writes C-contiguous rows
+                request.future.set_result(Rows(values, result.tokens, result.truncated))
                 continue
             if request.values is None:
                 request.values = np.empty((len(request.items), result.values.shape[1]), dtype=np.float32)

@@ -23,7 +23,15 @@ import orjson
 
 from embedrt.encoder import Encoder
 from embedrt.serve.errors import ApiError
-from embedrt.serve.protocol import EmbedRequest, RerankRequest, _describe, _json_type, _texts, cohere_rerank_request
+from embedrt.serve.protocol import (
+    EmbedRequest,
+    RerankRequest,
+    _describe,
+    _json_type,
+    _texts,
+    cohere_rerank_request,
+    float_rows,
+)
 from embedrt.tokenizers import TruncationSide
 
 DOCUMENTS_PER_SEARCH_UNIT = 100  # Cohere bills one search unit per query of up to 100 documents
@@ -115,11 +123,11 @@ def cohere_prompt(input_type: str | None, encoder: Encoder) -> str | None:
 
 def cohere_embed_body(vectors: np.ndarray, req: CohereEmbedRequest, tokens: int, request_id: str, *, v2: bool) -> bytes:
     """The embed answer: ``embeddings`` as a list (v1 without ``embedding_types``) or by type, the texts, meta."""
-    embeddings: np.ndarray | dict[str, Any]
+    embeddings: list[Any] | dict[str, Any]
     if req.embedding_types is None:
-        response_type, embeddings = "embeddings_floats", vectors
+        response_type, embeddings = "embeddings_floats", float_rows(vectors)
     else:
-        by_type: dict[str, Any] = {"float": vectors} if "float" in req.embedding_types else {}
+        by_type: dict[str, Any] = {"float": float_rows(vectors)} if "float" in req.embedding_types else {}
         if "base64" in req.embedding_types:
             little = vectors.astype("<f4", copy=False)
             by_type["base64"] = [base64.b64encode(row.tobytes()).decode("ascii") for row in little]

